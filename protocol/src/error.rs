@@ -1,0 +1,57 @@
+//! The crate's one error type. Each layer has its own sub-enum, kept beside its code and lifted here with
+//! `#[from]`; [`Error::close`] is the one place that maps an error to what goes on the wire.
+
+use crate::codec::CodecError;
+use crate::crypto::{CryptoError, HandshakeError};
+use crate::slots::SlotError;
+use crate::ws::{FrameError, ReassemblyError};
+
+/// Everything `acip` can report. "The peer misbehaved" (codec, frame, reassembly, handshake and crypto
+/// errors) is kept apart from "the caller misused the API" ([`Error::Usage`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Reassembly(#[from] ReassemblyError),
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    /// The caller used the API wrongly (not the peer's fault).
+    #[error("API misuse: {0}")]
+    Usage(&'static str),
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a peer should be told when a connection ends because of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseAdvice {
+    /// RFC 6455 close code for a WebSocket peer (1002 protocol error, 1009 too big, 1008 policy, 1011 internal).
+    pub ws_close_code: u16,
+    /// ERROR_MESSAGE code (ACIP-SPEC.md 3.12) for an ACIP peer, e.g. 44 NETWORK_PROTOCOL.
+    pub error_code: u32,
+}
+
+impl Error {
+    /// Maps this error to the wire: one place for every close code and ERROR_MESSAGE code.
+    pub fn close(&self) -> CloseAdvice {
+        let (ws_close_code, error_code) = match self {
+            Error::Codec(CodecError::PacketTooLarge { .. }) => (1009, 44),
+            Error::Reassembly(ReassemblyError::MessageTooLarge { .. }) => (1009, 44),
+            Error::Codec(_) | Error::Frame(_) | Error::Reassembly(_) => (1002, 44),
+            Error::Handshake(_) => (1008, 62),
+            Error::Crypto(_) => (1008, 60),
+            Error::Slot(_) => (1013, 40),
+            Error::Usage(_) => (1011, 40),
+        };
+        CloseAdvice { ws_close_code, error_code }
+    }
+}

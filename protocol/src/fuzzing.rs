@@ -1,0 +1,2 @@
+//! Fuzz logic as library code (STYLE.md rule 18): each target in `fuzz/` is a thin wrapper over one
+//! function here, so the logic is compiled, linted and replayed over `corpus/` by plain `cargo test`.
