@@ -1,2 +1,17 @@
 //! `harness`: ACIP diagnostics over the `acip` core and the reference peers. Each subcommand is a module
-//! with an `Args` struct and a `run` function; measurement is kept apart from reporting.
+//! with an `Args` struct and a `run` function; measurement is kept apart from reporting (`report`).
+
+pub mod capture;
+pub mod conformance;
+pub mod error;
+pub mod replay;
+pub mod report;
+pub mod repro;
+pub mod soak;
+pub mod supervise;
+pub mod symbolize;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use error::{Error, Result};

@@ -94,13 +94,20 @@ impl Header {
     pub fn check_crc(&self, payload: &[u8]) -> Result<(), CodecError> {
         if payload.is_empty() {
             if self.crc32 != 0 {
-                return Err(CodecError::NonZeroCrcForEmpty { packet_type: self.packet_type, crc: self.crc32 });
+                return Err(CodecError::NonZeroCrcForEmpty {
+                    packet_type: self.packet_type,
+                    crc: self.crc32,
+                });
             }
             return Ok(());
         }
         let actual = crc32c(payload);
         if actual != self.crc32 {
-            return Err(CodecError::CrcMismatch { packet_type: self.packet_type, expected: self.crc32, actual });
+            return Err(CodecError::CrcMismatch {
+                packet_type: self.packet_type,
+                expected: self.crc32,
+                actual,
+            });
         }
         Ok(())
     }

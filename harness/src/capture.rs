@@ -1,0 +1,1 @@
+//! Reading pcap/pcapng captures and reassembling TCP streams (being written).

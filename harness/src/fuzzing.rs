@@ -1,0 +1,1 @@
+//! Fuzz logic for harness targets (being written).

@@ -1,0 +1,1 @@
+//! Fuzz logic for the `handshake` target (being written).

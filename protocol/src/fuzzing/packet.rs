@@ -1,0 +1,1 @@
+//! Fuzz logic for the `packet` target (being written).

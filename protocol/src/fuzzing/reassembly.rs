@@ -1,0 +1,1 @@
+//! Fuzz logic for the `reassembly` target (being written).

@@ -1,0 +1,1 @@
+//! Fuzz logic for the `stream` target (being written).
