@@ -23,6 +23,8 @@ pub mod ws;
 
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod pattern;
+pub mod stats;
 
 pub use codec::{Dialect, Header, Limits, Packet, PacketType};
 pub use error::{Error, Result};
