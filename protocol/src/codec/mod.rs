@@ -61,6 +61,9 @@ pub struct Limits {
     pub max_ws_fragments: usize,
     /// Largest single WebSocket frame payload accepted by the frame decoder.
     pub max_ws_frame: usize,
+    /// Largest ASCII_FRAME text accepted, and so the most a zstd-compressed frame may inflate to
+    /// (the receiver's 256 MiB `original_size` cap, 3.9). Decompression output is bounded by it.
+    pub max_ascii_text: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +75,7 @@ impl Default for Limits {
             max_ws_message: 5 * 1024 * 1024 + HEADER_LEN,
             max_ws_fragments: 4096,
             max_ws_frame: 5 * 1024 * 1024 + HEADER_LEN,
+            max_ascii_text: 256 * 1024 * 1024,
         }
     }
 }
@@ -104,6 +108,20 @@ pub enum CodecError {
     Decompress { packet_type: PacketType, reason: String },
     #[error("packet type {packet_type} cannot be decoded as {wanted}")]
     TypeMismatch { packet_type: PacketType, wanted: PacketType },
+    #[error("{packet_type}: text checksum mismatch: frame says 0x{expected:08X}, text gives 0x{actual:08X}")]
+    ChecksumMismatch { packet_type: PacketType, expected: u32, actual: u32 },
+    #[error("{packet_type}: {field} says {declared} bytes but {actual} are there")]
+    FieldMismatch { packet_type: PacketType, field: &'static str, declared: u64, actual: u64 },
+    #[error("{packet_type}: {field} 0x{value:08X} has bits outside 0x{allowed:08X}")]
+    UnknownBits { packet_type: PacketType, field: &'static str, value: u32, allowed: u32 },
+    #[error("{packet_type}: {field} = {value} is not one of the values the receiver accepts")]
+    Unsupported { packet_type: PacketType, field: &'static str, value: u64 },
+    #[error("{packet_type}: {field} is empty")]
+    Empty { packet_type: PacketType, field: &'static str },
+    #[error("{packet_type}: {field} is not valid UTF-8 (bad byte at {valid_up_to})")]
+    NotUtf8 { packet_type: PacketType, field: &'static str, valid_up_to: usize },
+    #[error("{packet_type} is not accepted by the handshake-phase receive path")]
+    NotAllowedInHandshake { packet_type: PacketType },
 }
 
 /// A size rule that a payload broke, for [`CodecError::WrongSize`].
