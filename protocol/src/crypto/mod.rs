@@ -11,11 +11,13 @@
 //! [`HandshakeConfig::rng_seed`], so a run can be replayed. The shells pass real entropy as the seed.
 
 mod auxiliary;
+
 pub mod handshake;
+#[cfg(test)]
+mod kat_tests;
 pub mod messages;
 pub mod primitives;
 pub mod session;
-
 
 use std::time::Duration;
 
