@@ -1,11 +1,442 @@
-//! `harness supervise` (being written).
+//! `harness supervise`: run a system under test, notice how it dies, and write a crash report with its
+//! backtrace symbolized across the executable and every shared library (issue 8).
+//!
+//! ```text
+//! harness supervise [--out DIR] [--maps-interval MS] [--tail N] [--grace S] [--quiet] -- CMD ARGS...
+//! ```
+//!
+//! - The child runs in its own process group with stdin from /dev/null; its stdout and stderr are
+//!   piped, tee'd to `stdout.log` / `stderr.log` in the output directory and echoed to ours.
+//! - `/proc/PID/maps` is read at spawn, every `--maps-interval` ms, and at once whenever a chunk of
+//!   output looks like a backtrace or an abort (the child is usually still alive while it prints its
+//!   backtrace). The maps of a dead process cannot be read (the kernel drops them before the parent can
+//!   reap it), so the report uses the *last non-empty snapshot*: a library loaded after it is missing
+//!   there, and its frames then fall back to the `object(+offset)` text of `backtrace_symbols`.
+//! - SIGINT and SIGTERM are forwarded to the child; if it is still alive `--grace` seconds after the
+//!   first one, or on a second one, it gets SIGKILL. When the child has exited, its process group
+//!   is killed too, so nothing it started is left running.
+//! - On a death by signal or a non-zero exit status, `crash.json`, `crash.md` and `maps.txt`
+//!   (plus `maps-start.txt`) are written; see [`report`]. A zero exit writes no report.
+//!
+//! Exit status of `harness supervise`: 0 when the child exited 0; 1 when it died by a signal or exited
+//! non-zero (report written); 2 for bad arguments; 4 when the child could not be started or the report
+//! could not be written. The default output directory is `target/harness/supervise/<UTC time>-<pid>`.
+//!
+//! Not covered: if `harness supervise` itself is SIGKILLed the child is orphaned (setting a parent-death
+//! signal needs `pre_exec`, which is unsafe code, forbidden in this workspace).
 
-use std::process::ExitCode;
+pub mod report;
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::symbolize::{Maps, Summary, Symbolizer};
+use report::{CrashReport, Exit, LogLine, MapsSnapshot};
+
+/// Shortest accepted `--maps-interval`: reading maps more often costs the child real time.
+pub const MIN_MAPS_INTERVAL_MS: u64 = 5;
+
+/// Output-triggered maps reads are at most this frequent, so a chatty child is not slowed down.
+const OUTPUT_SNAPSHOT_SPACING: Duration = Duration::from_millis(2);
+
+/// How long to wait for the pipes to close after the child has exited.
+const PIPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest log line kept in the tail.
+const MAX_TAIL_LINE: usize = 4096;
 
 /// Arguments of `harness supervise`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Directory for logs and the crash report [default: target/harness/supervise/<UTC time>-<pid>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Milliseconds between /proc/PID/maps snapshots.
+    #[arg(long, default_value_t = 100)]
+    pub maps_interval: u64,
+    /// Number of last log lines in the report.
+    #[arg(long, default_value_t = 50)]
+    pub tail: usize,
+    /// Seconds between forwarding SIGINT/SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 5)]
+    pub grace: u64,
+    /// Do not echo the child's output.
+    #[arg(long)]
+    pub quiet: bool,
+    /// The command to run and its arguments (after `--`).
+    #[arg(required = true, last = true)]
+    pub command: Vec<OsString>,
+}
 
-pub fn run(_args: Args) -> crate::Result<ExitCode> {
-    Err(crate::Error::Usage("harness supervise is not built yet".into()))
+/// What one supervised run observed.
+#[derive(Debug)]
+pub struct Run {
+    pub out_dir: PathBuf,
+    pub exit: Exit,
+    /// Written only when the child did not exit 0.
+    pub report: Option<CrashReport>,
+}
+
+pub fn run(args: Args) -> crate::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::io("starting the tokio runtime", e))?;
+    let run = rt.block_on(supervise(&args))?;
+    match &run.report {
+        None => {
+            eprintln!(
+                "harness supervise: child {}; no crash report ({})",
+                run.exit.describe(),
+                run.out_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(r) => {
+            let Summary { placed, named, conflicts, .. } = r.summary;
+            eprintln!(
+                "harness supervise: child {}; crash report in {} ({} backtrace addresses, {placed} placed, {named} named, {conflicts} conflicts)",
+                run.exit.describe(),
+                run.out_dir.join("crash.md").display(),
+                r.frames.len(),
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// State shared by the output pumps and the maps sampler.
+struct Shared {
+    pid: u32,
+    start: Instant,
+    tail_len: usize,
+    tail: Mutex<VecDeque<LogLine>>,
+    maps: Mutex<MapsState>,
+}
+
+#[derive(Default)]
+struct MapsState {
+    first: Option<MapsSnapshot>,
+    last: Option<MapsSnapshot>,
+    taken: usize,
+    last_read: Option<Instant>,
+}
+
+impl Shared {
+    /// Reads the child's maps now; keeps it if non-empty (an exited child's maps read as empty).
+    fn snapshot(&self, reason: &'static str) {
+        let now = Instant::now();
+        {
+            let state = self.maps.lock().expect("maps lock");
+            if reason == "output" && state.last_read.is_some_and(|t| now - t < OUTPUT_SNAPSHOT_SPACING) {
+                return;
+            }
+        }
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) else { return };
+        let mut state = self.maps.lock().expect("maps lock");
+        state.last_read = Some(now);
+        if text.is_empty() {
+            return;
+        }
+        let snap = MapsSnapshot {
+            mappings: text.lines().filter(|l| !l.trim().is_empty()).count(),
+            text,
+            taken_at_ms: ms(now - self.start),
+            reason,
+        };
+        state.taken += 1;
+        if state.first.is_none() {
+            state.first = Some(snap.clone());
+        }
+        state.last = Some(snap);
+    }
+
+    fn push_line(&self, stream: &'static str, bytes: &[u8]) {
+        if self.tail_len == 0 {
+            return;
+        }
+        let cut = &bytes[..bytes.len().min(MAX_TAIL_LINE)];
+        let text = String::from_utf8_lossy(cut).trim_end_matches(['\n', '\r']).to_string();
+        let mut tail = self.tail.lock().expect("tail lock");
+        if tail.len() == self.tail_len {
+            tail.pop_front();
+        }
+        tail.push_back(LogLine { stream, text });
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Does this chunk of output look like the start of a crash dump? Then the maps are read right away.
+fn looks_like_crash_output(chunk: &[u8]) -> bool {
+    const NEEDLES: [&[u8]; 8] =
+        [b"[0x", b"acktrace", b"abort", b"Abort", b"SIG", b"panicked", b"Assertion", b"double free"];
+    NEEDLES.iter().any(|n| chunk.windows(n.len()).any(|w| w == *n))
+}
+
+/// Copies one output stream of the child to its log file and to ours, line by line into the tail.
+async fn pump(
+    mut src: impl AsyncRead + Unpin,
+    stream: &'static str,
+    mut log: std::fs::File,
+    echo: bool,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 8192];
+    let mut line = Vec::new();
+    loop {
+        let n = src.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        if looks_like_crash_output(chunk) {
+            shared.snapshot("output");
+        }
+        log.write_all(chunk)?;
+        if echo {
+            // Echo failures (a closed terminal) must not stop the logging.
+            let _ = if stream == "stdout" {
+                std::io::stdout().lock().write_all(chunk)
+            } else {
+                std::io::stderr().lock().write_all(chunk)
+            };
+        }
+        for piece in chunk.split_inclusive(|&b| b == b'\n') {
+            if line.len() < MAX_TAIL_LINE {
+                line.extend_from_slice(&piece[..piece.len().min(MAX_TAIL_LINE - line.len())]);
+            }
+            if piece.ends_with(b"\n") {
+                shared.push_line(stream, &line);
+                line.clear();
+            }
+        }
+    }
+    if !line.is_empty() {
+        shared.push_line(stream, &line);
+    }
+    log.flush()
+}
+
+/// Kills the child's process group when dropped, so no exit path (error, panic) leaves it running.
+struct GroupGuard(Pid);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        // ESRCH (already gone) is the normal case.
+        let _ = killpg(self.0, Signal::SIGKILL);
+    }
+}
+
+fn default_out_dir() -> PathBuf {
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Path::new("target/harness/supervise").join(format!(
+        "{}-{}",
+        report::compact_timestamp(secs),
+        std::process::id()
+    ))
+}
+
+/// Runs the child to its end and writes the report if it crashed.
+pub async fn supervise(args: &Args) -> crate::Result<Run> {
+    let (program, rest) =
+        args.command.split_first().ok_or_else(|| crate::Error::Usage("no command given after --".into()))?;
+    if args.maps_interval < MIN_MAPS_INTERVAL_MS {
+        return Err(crate::Error::Usage(format!(
+            "--maps-interval must be at least {MIN_MAPS_INTERVAL_MS} ms"
+        )));
+    }
+    let out_dir = args.out.clone().unwrap_or_else(default_out_dir);
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| crate::Error::io(format!("creating {}", out_dir.display()), e))?;
+    let create = |name: &str| {
+        let p = out_dir.join(name);
+        std::fs::File::create(&p).map_err(|e| crate::Error::io(format!("creating {}", p.display()), e))
+    };
+    let (stdout_log, stderr_log) = (create("stdout.log")?, create("stderr.log")?);
+    let command_shown: Vec<String> = args.command.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+
+    // Install the handlers before spawning so a signal in between is not lost.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| crate::Error::io("installing SIGINT", e))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| crate::Error::io("installing SIGTERM", e))?;
+
+    let started_wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let start = Instant::now();
+    let mut child = tokio::process::Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| crate::Error::io(format!("starting {}", program.to_string_lossy()), e))?;
+    let pid = child.id().expect("a just-spawned child has a pid");
+    let child_pid = Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"));
+    let _group = GroupGuard(child_pid);
+
+    let shared = Arc::new(Shared {
+        pid,
+        start,
+        tail_len: args.tail,
+        tail: Mutex::new(VecDeque::new()),
+        maps: Mutex::new(MapsState::default()),
+    });
+    shared.snapshot("start");
+
+    let out_pump = tokio::spawn(pump(
+        child.stdout.take().expect("stdout is piped"),
+        "stdout",
+        stdout_log,
+        !args.quiet,
+        shared.clone(),
+    ));
+    let err_pump = tokio::spawn(pump(
+        child.stderr.take().expect("stderr is piped"),
+        "stderr",
+        stderr_log,
+        !args.quiet,
+        shared.clone(),
+    ));
+    let sampler = {
+        let shared = shared.clone();
+        let every = Duration::from_millis(args.maps_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                shared.snapshot("periodic");
+            }
+        })
+    };
+
+    let mut forwarded = Vec::new();
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let status = loop {
+        let forward = tokio::select! {
+            status = child.wait() => break status.map_err(|e| crate::Error::io("waiting for the child", e))?,
+            _ = sigint.recv() => Signal::SIGINT,
+            _ = sigterm.recv() => Signal::SIGTERM,
+            _ = async { tokio::time::sleep_until(kill_at.expect("guarded")).await }, if kill_at.is_some() => {
+                let _ = kill(child_pid, Signal::SIGKILL);
+                kill_at = None;
+                forwarded.push("SIGKILL (grace period over)".to_string());
+                continue;
+            }
+        };
+        if kill_at.is_some() {
+            // A second request: stop waiting.
+            let _ = kill(child_pid, Signal::SIGKILL);
+            forwarded.push(format!("SIGKILL (second {forward})"));
+        } else {
+            let _ = kill(child_pid, forward);
+            forwarded.push(forward.as_str().to_string());
+            kill_at = Some(tokio::time::Instant::now() + Duration::from_secs(args.grace));
+        }
+    };
+    let duration_ms = ms(start.elapsed());
+    sampler.abort();
+    // Whatever the child left in its group goes now; then the pipes close.
+    let _ = killpg(child_pid, Signal::SIGKILL);
+    for pump in [out_pump, err_pump] {
+        match tokio::time::timeout(PIPE_DRAIN_TIMEOUT, pump).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(crate::Error::io("copying the child's output", e)),
+            Ok(Err(join)) => {
+                return Err(crate::Error::io("copying the child's output", std::io::Error::other(join)))
+            }
+            // A pipe still held open by an escaped process: the report uses what arrived.
+            Err(_) => {}
+        }
+    }
+
+    let exit = Exit::from_status(status);
+    if exit.is_clean() {
+        return Ok(Run { out_dir, exit, report: None });
+    }
+    let (first, last, taken) = {
+        let state = shared.maps.lock().expect("maps lock");
+        (state.first.clone(), state.last.clone(), state.taken)
+    };
+    let write = |name: &str, text: &str| {
+        let p = out_dir.join(name);
+        std::fs::write(&p, text).map_err(|e| crate::Error::io(format!("writing {}", p.display()), e))
+    };
+    let mut maps_note = None;
+    let maps = match &last {
+        Some(snap) => {
+            write("maps.txt", &snap.text)?;
+            if let Some(first) = &first {
+                write("maps-start.txt", &first.text)?;
+            }
+            match Maps::parse(&snap.text) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    maps_note =
+                        Some(format!("the maps snapshot did not parse ({e}); symbolized from text only"));
+                    None
+                }
+            }
+        }
+        None => {
+            maps_note = Some("no maps snapshot could be read (the child ended before the first read)".into());
+            None
+        }
+    };
+    if let (Some(snap), None) = (&last, &maps_note) {
+        if snap.reason == "start" {
+            maps_note = Some(
+                "only the spawn-time snapshot exists (the child died before the first periodic read), so shared \
+                 libraries are missing from it; their frames were placed from the backtrace text"
+                    .into(),
+            );
+        }
+    }
+    let base_dir =
+        std::env::current_dir().map_err(|e| crate::Error::io("reading the current directory", e))?;
+    let mut symbolizer = Symbolizer::new(base_dir);
+    let (frames, frames_dropped, other_hex_values) = report::collect_frames(
+        [("stdout", &out_dir.join("stdout.log")), ("stderr", &out_dir.join("stderr.log"))],
+        maps.as_ref(),
+        &mut symbolizer,
+    )
+    .map_err(|e| crate::Error::io("reading the logs back", e))?;
+    let summary = Summary::of(&frames.iter().map(|f| f.frame.clone()).collect::<Vec<_>>());
+    let tail = shared.tail.lock().expect("tail lock").iter().cloned().collect();
+    let report = CrashReport {
+        command: command_shown,
+        pid,
+        started_at: report::rfc3339(started_wall),
+        duration_ms,
+        exit: exit.clone(),
+        forwarded_signals: forwarded,
+        stdout_log: "stdout.log".into(),
+        stderr_log: "stderr.log".into(),
+        tail,
+        maps: last,
+        maps_snapshots_taken: taken,
+        maps_note,
+        frames,
+        frames_dropped,
+        summary,
+        other_hex_values,
+    };
+    write("crash.json", &report.to_json())?;
+    write("crash.md", &report.to_markdown())?;
+    Ok(Run { out_dir, exit, report: Some(report) })
 }

@@ -1,0 +1,270 @@
+//! The crash report of `harness supervise`: built from what the run recorded (exit status, log files,
+//! the maps snapshot), written as `crash.json` (machine) and `crash.md` (human) from the same
+//! [`CrashReport`] value.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::symbolize::{self, extract, Maps, Outcome, Summary, SymbolizedFrame, Symbolizer};
+
+/// Most backtrace frames a report lists; when the logs hold more, the latest are kept (a crash
+/// backtrace is at the end of the output).
+pub const MAX_REPORT_FRAMES: usize = 1000;
+
+/// How the child ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Exit {
+    /// Terminated by a signal.
+    Signal { signal: i32, name: String, core_dumped: bool },
+    /// Exited with a status code.
+    Code { code: i32 },
+}
+
+impl Exit {
+    pub fn from_status(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.signal(), status.code()) {
+            (Some(signal), _) => {
+                Exit::Signal { signal, name: signal_name(signal), core_dumped: status.core_dumped() }
+            }
+            (None, Some(code)) => Exit::Code { code },
+            // Stopped/continued statuses are not returned by wait() for a child we do not trace.
+            (None, None) => Exit::Code { code: -1 },
+        }
+    }
+
+    pub fn is_clean(&self) -> bool {
+        *self == Exit::Code { code: 0 }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Exit::Signal { signal, name, core_dumped } => {
+                let core = if *core_dumped { ", core dumped" } else { "" };
+                format!("killed by signal {signal} ({name}{core})")
+            }
+            Exit::Code { code } => format!("exited with status {code}"),
+        }
+    }
+}
+
+pub fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+/// One line of the child's output, in arrival order across both streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    pub stream: &'static str,
+    pub text: String,
+}
+
+/// A saved `/proc/PID/maps` text and when it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MapsSnapshot {
+    #[serde(skip)]
+    pub text: String,
+    /// Milliseconds after the child was spawned.
+    pub taken_at_ms: u64,
+    /// `start`, `periodic` or `output` (read as soon as the output looked like a backtrace).
+    pub reason: &'static str,
+    pub mappings: usize,
+}
+
+/// A symbolized frame and the log it was found in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportFrame {
+    pub stream: &'static str,
+    #[serde(flatten)]
+    pub frame: SymbolizedFrame,
+}
+
+/// Everything a crash report says.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrashReport {
+    pub command: Vec<String>,
+    pub pid: u32,
+    /// UTC, RFC 3339.
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub exit: Exit,
+    /// Signals the supervisor forwarded to the child before it ended.
+    pub forwarded_signals: Vec<String>,
+    /// File names of the full logs, relative to the report directory.
+    pub stdout_log: String,
+    pub stderr_log: String,
+    pub tail: Vec<LogLine>,
+    /// The snapshot used for symbolizing (also saved as `maps.txt`), if any could be read.
+    pub maps: Option<MapsSnapshot>,
+    pub maps_snapshots_taken: usize,
+    /// Why `maps` is missing or partial, when it is.
+    pub maps_note: Option<String>,
+    pub frames: Vec<ReportFrame>,
+    pub frames_dropped: usize,
+    pub summary: Summary,
+    /// Hex values in the output that no executable mapping holds and no backtrace text explains
+    /// (usually data pointers); counted, not listed.
+    pub other_hex_values: usize,
+}
+
+/// Extracts the frames of the report from the two log files and symbolizes them with `maps`.
+/// Returns `(frames, dropped, other_hex_values)`.
+pub fn collect_frames(
+    logs: [(&'static str, &Path); 2],
+    maps: Option<&Maps>,
+    symbolizer: &mut Symbolizer,
+) -> std::io::Result<(Vec<ReportFrame>, usize, usize)> {
+    let mut frames = VecDeque::new();
+    let mut dropped = 0;
+    let mut other = 0;
+    for (stream, path) in logs {
+        let file = std::fs::File::open(path)?;
+        extract::for_each_line(std::io::BufReader::new(file), |n, line| {
+            for raw in extract::frames_in_line(line, n) {
+                let frame = symbolizer.symbolize(&raw, maps);
+                let noise = raw.hint.is_none()
+                    && matches!(&frame.outcome, Outcome::Failed { kind, .. } if *kind == "not_in_mapping");
+                if noise {
+                    other += 1;
+                    continue;
+                }
+                if frames.len() == MAX_REPORT_FRAMES {
+                    frames.pop_front();
+                    dropped += 1;
+                }
+                frames.push_back(ReportFrame { stream, frame });
+            }
+        })?;
+    }
+    Ok((frames.into(), dropped, other))
+}
+
+impl CrashReport {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a CrashReport always serializes");
+        s.push('\n');
+        s
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let cmd = self.command.join(" ");
+        let _ = writeln!(md, "# Crash report: `{cmd}`\n");
+        let _ = writeln!(md, "- **Outcome**: {}", self.exit.describe());
+        if !self.forwarded_signals.is_empty() {
+            let _ =
+                writeln!(md, "- Signals forwarded by the supervisor: {}", self.forwarded_signals.join(", "));
+        }
+        let _ = writeln!(md, "- pid {}, started {}, ran {} ms", self.pid, self.started_at, self.duration_ms);
+        let _ = writeln!(md, "- Logs: `{}`, `{}`", self.stdout_log, self.stderr_log);
+        match &self.maps {
+            Some(m) => {
+                let _ = writeln!(
+                    md,
+                    "- Maps snapshot: `maps.txt`, {} mappings, read {} ms after start ({}; {} snapshots taken)",
+                    m.mappings, m.taken_at_ms, m.reason, self.maps_snapshots_taken
+                );
+            }
+            None => {
+                let _ = writeln!(md, "- Maps snapshot: none could be read");
+            }
+        }
+        if let Some(note) = &self.maps_note {
+            let _ = writeln!(md, "- Note: {note}");
+        }
+        let s = &self.summary;
+        let _ = writeln!(
+            md,
+            "\n## Backtrace addresses, symbolized\n\n{} addresses: {} placed in an object ({} named), {} conflicts, {} unplaced; {} other hex values (not code) left out.{}\n",
+            self.frames.len(),
+            s.placed,
+            s.named,
+            s.conflicts,
+            s.failed,
+            self.other_hex_values,
+            if self.frames_dropped > 0 {
+                format!(" The {} earliest were dropped (limit {MAX_REPORT_FRAMES}).", self.frames_dropped)
+            } else {
+                String::new()
+            }
+        );
+        if self.frames.is_empty() {
+            let _ = writeln!(md, "No backtrace addresses were found in the output.");
+        } else {
+            let _ = writeln!(md, "```");
+            for f in &self.frames {
+                for line in symbolize::render_frame(&f.frame) {
+                    let _ = writeln!(md, "{}:{:<4} {line}", f.stream, f.frame.line);
+                }
+            }
+            let _ = writeln!(md, "```");
+        }
+        let _ = writeln!(md, "\n## Last {} log lines\n\n```", self.tail.len());
+        for l in &self.tail {
+            let _ = writeln!(md, "[{}] {}", l.stream, l.text.replace("```", "'''"));
+        }
+        let _ = writeln!(md, "```");
+        md
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (proleptic Gregorian, UTC).
+pub fn rfc3339(unix_secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(unix_secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `YYYYMMDDTHHMMSSZ`, for directory names.
+pub fn compact_timestamp(unix_secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(unix_secs);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+/// Days-to-civil conversion (H. Hinnant's algorithm), to avoid a date crate for one timestamp.
+fn civil(unix_secs: u64) -> (u64, u64, u64, u64, u64, u64) {
+    let days = unix_secs / 86_400;
+    let rem = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_365_263), "2026-11-22T16:34:23Z");
+        assert_eq!(compact_timestamp(1_795_365_263), "20261122T163423Z");
+    }
+
+    #[test]
+    fn exit_descriptions() {
+        use std::os::unix::process::ExitStatusExt;
+        let abrt = Exit::from_status(std::process::ExitStatus::from_raw(6));
+        assert_eq!(abrt, Exit::Signal { signal: 6, name: "SIGABRT".into(), core_dumped: false });
+        assert_eq!(abrt.describe(), "killed by signal 6 (SIGABRT)");
+        let three = Exit::from_status(std::process::ExitStatus::from_raw(3 << 8));
+        assert_eq!(three, Exit::Code { code: 3 });
+        assert!(!three.is_clean());
+        assert!(Exit::from_status(std::process::ExitStatus::from_raw(0)).is_clean());
+        assert_eq!(signal_name(11), "SIGSEGV");
+        assert_eq!(signal_name(99), "signal 99");
+    }
+}
