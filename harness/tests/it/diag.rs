@@ -1,0 +1,545 @@
+//! `harness supervise` and `harness symbolize` against a real crash (issue 8): a C program and a shared
+//! library, both with debug info, built here with `cc`; the library aborts, a SIGABRT handler in the
+//! program prints a glibc `backtrace_symbols_fd` backtrace, and the frames of both objects must come
+//! back with the right function names and source lines. Skipped (passing, with a printed reason) only
+//! when `cc` is missing.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+const LIB_C: &str = r#"#include <stdlib.h>
+
+typedef void (*hook_fn)(void);
+
+void crash_in_lib(hook_fn before_abort)
+{
+    if (before_abort)
+        before_abort(); /* MARK:lib-hook */
+    abort(); /* MARK:lib-abort */
+}
+"#;
+
+const MAIN_C: &str = r#"#include <execinfo.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+typedef void (*hook_fn)(void);
+void crash_in_lib(hook_fn before_abort);
+
+static void print_backtrace(void)
+{
+    void *frames[64];
+    int n = backtrace(frames, 64); /* MARK:backtrace */
+    static const char head[] = "Backtrace:\n";
+    write(2, head, sizeof head - 1);
+    backtrace_symbols_fd(frames, n, 2);
+}
+
+static void on_abort(int sig)
+{
+    print_backtrace(); /* MARK:handler */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Prints a backtrace from inside the library, then waits for stdin to close: a live process whose
+   maps can be read while its backtrace is symbolized. */
+static void hold(void)
+{
+    print_backtrace(); /* MARK:hold */
+    printf("holding\n");
+    fflush(stdout);
+    char buf[64];
+    while (read(0, buf, sizeof buf) > 0) {
+    }
+    _exit(0);
+}
+
+int call_into_lib(hook_fn hook)
+{
+    crash_in_lib(hook); /* MARK:call */
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGABRT, on_abort);
+    int delay_ms = argc > 1 ? atoi(argv[1]) : 0;
+    int holding = argc > 2;
+    printf("server: up\n");
+    fflush(stdout);
+    usleep(delay_ms * 1000); /* a server runs a while before it crashes */
+    return call_into_lib(holding ? hold : NULL); /* MARK:main */
+}
+"#;
+
+/// The built program, library and their sources, or why the tests are skipped.
+struct Fixture {
+    dir: PathBuf,
+    exe: PathBuf,
+    lib: PathBuf,
+}
+
+impl Fixture {
+    fn main_c(&self) -> String {
+        self.dir.join("crash_main.c").display().to_string()
+    }
+
+    fn lib_c(&self) -> String {
+        self.dir.join("crash_lib.c").display().to_string()
+    }
+}
+
+/// 1-based line of `MARK:name` in `src`.
+fn line_of(src: &str, mark: &str) -> usize {
+    let needle = format!("MARK:{mark} ");
+    src.lines().position(|l| l.contains(&needle)).map(|i| i + 1).expect("marker present")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("diag-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn fixture() -> Option<&'static Fixture> {
+    static FIXTURE: OnceLock<Option<Fixture>> = OnceLock::new();
+    FIXTURE
+        .get_or_init(|| {
+            if Command::new("cc").arg("--version").output().is_err() {
+                eprintln!("SKIP: `cc` is not installed; the crash fixture cannot be built");
+                return None;
+            }
+            let dir = scratch("fixture");
+            std::fs::write(dir.join("crash_lib.c"), LIB_C).unwrap();
+            std::fs::write(dir.join("crash_main.c"), MAIN_C).unwrap();
+            let lib = dir.join("libcrash.so");
+            let exe = dir.join("crash_main");
+            let cc = |args: &[&str]| {
+                let out = Command::new("cc").current_dir(&dir).args(args).output().unwrap();
+                assert!(out.status.success(), "cc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            };
+            cc(&["-g", "-O0", "-fPIC", "-shared", "-o", "libcrash.so", "crash_lib.c"]);
+            let rpath = format!("-Wl,-rpath,{}", dir.display());
+            cc(&["-g", "-O0", "-rdynamic", "-o", "crash_main", "crash_main.c", "-L.", "-lcrash", &rpath]);
+            Some(Fixture { dir, exe, lib })
+        })
+        .as_ref()
+}
+
+fn harness() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Finds the symbolized line for `function`, whatever its address.
+fn line_for<'a>(lines: &'a [String], object: &str, function: &str) -> &'a str {
+    let needle = format!("[{object}] {function} (");
+    lines.iter().find(|l| l.contains(&needle)).unwrap_or_else(|| panic!("no {needle:?} in {lines:#?}"))
+}
+
+fn assert_crash_frames(lines: &[String], fx: &Fixture, handler_mark: &str) {
+    let (main_src, lib_src) = (fx.main_c(), fx.lib_c());
+    let frames = [
+        ("crash_main", "print_backtrace", format!("{main_src}:{}", line_of(MAIN_C, "backtrace"))),
+        (
+            "crash_main",
+            if handler_mark == "hold" { "hold" } else { "on_abort" },
+            format!("{main_src}:{}", line_of(MAIN_C, handler_mark)),
+        ),
+        (
+            "libcrash.so",
+            "crash_in_lib",
+            format!(
+                "{lib_src}:{}",
+                line_of(LIB_C, if handler_mark == "hold" { "lib-hook" } else { "lib-abort" })
+            ),
+        ),
+        ("crash_main", "call_into_lib", format!("{main_src}:{}", line_of(MAIN_C, "call"))),
+        ("crash_main", "main", format!("{main_src}:{}", line_of(MAIN_C, "main"))),
+    ];
+    for (object, function, place) in frames {
+        let line = line_for(lines, object, function);
+        assert!(line.contains(&format!("({place})")), "{function}: expected {place} in {line:?}");
+    }
+    // libc has no DWARF here, but its symbol table still names abort on the way down.
+    if handler_mark == "handler" {
+        assert!(lines.iter().any(|l| l.contains("[libc.so.6] abort")), "{lines:#?}");
+    }
+}
+
+#[test]
+fn supervised_abort_in_a_shared_library_is_symbolized_in_both_objects() {
+    let Some(fx) = fixture() else { return };
+    let out = scratch("supervise-abort");
+    let run = harness()
+        .args(["supervise", "--quiet", "--maps-interval", "10", "--out"])
+        .arg(&out)
+        .arg("--")
+        .arg(&fx.exe)
+        .arg("300")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
+    assert_eq!(report["exit"]["kind"], "signal");
+    assert_eq!(report["exit"]["name"], "SIGABRT");
+    assert_eq!(report["exit"]["signal"], 6);
+    // The program ran 300 ms, so periodic snapshots saw the library loaded.
+    let maps = std::fs::read_to_string(out.join("maps.txt")).unwrap();
+    assert!(maps.contains(&fx.lib.display().to_string()), "{maps}");
+    assert!(maps.contains(&fx.exe.display().to_string()), "{maps}");
+    assert!(out.join("maps-start.txt").exists());
+    assert!(std::fs::read_to_string(out.join("stderr.log")).unwrap().contains("Backtrace:"));
+    assert_eq!(std::fs::read_to_string(out.join("stdout.log")).unwrap(), "server: up\n");
+    let tail: Vec<&str> =
+        report["tail"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert!(tail.contains(&"server: up") && tail.contains(&"Backtrace:"), "{tail:?}");
+
+    // Every frame of the executable and the library was placed through the maps snapshot.
+    let frames = report["frames"].as_array().unwrap();
+    assert!(frames.len() >= 8, "{frames:#?}");
+    for f in frames {
+        let object = f["outcome"]["object"].as_str().unwrap_or_default();
+        if object.ends_with("crash_main") || object.ends_with("libcrash.so") {
+            assert_eq!(f["outcome"]["via"], "maps", "{f:#}");
+        }
+    }
+
+    let md = std::fs::read_to_string(out.join("crash.md")).unwrap();
+    assert!(md.contains("killed by signal 6 (SIGABRT)"), "{md}");
+    let lines: Vec<String> = md.lines().map(str::to_owned).collect();
+    assert_crash_frames(&lines, fx, "handler");
+    assert!(!md.contains("[CONFLICT]"), "{md}");
+}
+
+#[test]
+fn symbolize_with_live_maps_of_a_held_process() {
+    let Some(fx) = fixture() else { return };
+    let mut child = Command::new(&fx.exe)
+        .args(["0", "hold"])
+        .current_dir(&fx.dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it has printed its backtrace and is holding (stdout says so after stderr is done).
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "holding" {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the fixture ended early");
+    }
+    let stdin = child.stdin.take().unwrap();
+    let pid = child.id().to_string();
+
+    // Backtrace text read so far: the whole backtrace was written before "holding".
+    let mut backtrace = String::new();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut l = String::new();
+    while stderr.read_line(&mut l).unwrap() > 0 {
+        backtrace.push_str(&l);
+        if l.contains("(_start+") {
+            break;
+        }
+        l.clear();
+    }
+    // Bare addresses only: placement must come from the live maps, not from the text.
+    let addrs: Vec<String> = backtrace
+        .lines()
+        .filter_map(|l| l.rsplit_once("[0x").map(|(_, a)| format!("0x{}", a.trim_end_matches(']'))))
+        .collect();
+    assert!(addrs.len() >= 8, "{backtrace}");
+    let run = harness().args(["symbolize", "--pid", &pid]).args(&addrs).output().unwrap();
+    let maps_text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let json = harness().args(["symbolize", "--json", "--pid", &pid]).args(&addrs).output().unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", text(&run.stderr));
+    let lines: Vec<String> = text(&run.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), addrs.len(), "{lines:#?}");
+    assert_crash_frames(&lines, fx, "hold");
+
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["summary"]["failed"], 0, "{doc:#}");
+    assert_eq!(doc["summary"]["conflicts"], 0);
+    for f in doc["frames"].as_array().unwrap() {
+        assert_eq!(f["outcome"]["via"], "maps", "{f:#}");
+        assert!(f["outcome"]["file_offset"].is_u64(), "{f:#}");
+    }
+
+    // Same addresses, from the saved maps and the backtrace text on stdin.
+    let saved = scratch("held-maps").join("maps.txt");
+    std::fs::write(&saved, &maps_text).unwrap();
+    let mut piped = harness()
+        .args(["symbolize", "--maps"])
+        .arg(&saved)
+        .current_dir(&fx.dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    piped.stdin.take().unwrap().write_all(backtrace.as_bytes()).unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    let piped_lines: Vec<String> = text(&piped.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(piped_lines, lines);
+}
+
+#[test]
+fn backtrace_text_alone_is_enough_without_maps() {
+    let Some(fx) = fixture() else { return };
+    let run = Command::new(&fx.exe).current_dir(&fx.dir).output().unwrap();
+    assert!(run.status.code().is_none(), "the fixture must die by a signal");
+    let log = scratch("text-only").join("stderr.log");
+    std::fs::write(&log, &run.stderr).unwrap();
+    let out = harness().args(["symbolize", "--log"]).arg(&log).current_dir(&fx.dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_crash_frames(&lines, fx, "handler");
+}
+
+/// The `(file_offset, object)` of the frame naming `function`, from `symbolize --json`.
+fn offset_of(doc: &serde_json::Value, function: &str) -> (u64, String) {
+    let f = doc["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["outcome"]["frames"].as_array().is_some_and(|v| v.iter().any(|s| s["function"] == function))
+        })
+        .unwrap_or_else(|| panic!("{function} not in {doc:#}"));
+    (f["outcome"]["file_offset"].as_u64().unwrap(), f["outcome"]["object"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn overlapping_mappings_that_disagree_are_a_conflict() {
+    let Some(fx) = fixture() else { return };
+    // Real file offsets of a library frame and an executable frame: from the held fixture's maps.
+    let dir = scratch("conflict");
+    let real_maps = dir.join("real.txt");
+    let mut child = Command::new(&fx.exe)
+        .args(["0", "hold"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "holding" {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0);
+    }
+    std::fs::write(&real_maps, std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap())
+        .unwrap();
+    drop(child.stdin.take());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut sym = harness()
+        .args(["symbolize", "--json", "--maps"])
+        .arg(&real_maps)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sym.stdin.take().unwrap().write_all(stderr.as_bytes()).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&sym.wait_with_output().unwrap().stdout).unwrap();
+    let (lib_off, lib_path) = offset_of(&doc, "crash_in_lib");
+    let (exe_off, exe_path) = offset_of(&doc, "call_into_lib");
+
+    // Two executable mappings over the same range; at 0x10000100 one holds the library's
+    // crash_in_lib, the other the executable's call_into_lib.
+    let crafted = dir.join("crafted.txt");
+    std::fs::write(
+        &crafted,
+        format!(
+            "10000000-10100000 r-xp {:08x} 00:00 1 {lib_path}\n10000000-10100000 r-xp {:08x} 00:00 2 {exe_path}\n",
+            lib_off - 0x100,
+            exe_off - 0x100
+        ),
+    )
+    .unwrap();
+    let out = harness().args(["symbolize", "--maps"]).arg(&crafted).arg("0x10000100").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a conflict is a failed verdict");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "0x000010000100 [CONFLICT] libcrash.so:crash_in_lib | crash_main:call_into_lib"
+    );
+
+    // Two candidates that agree are not a conflict.
+    let agree = dir.join("agree.txt");
+    std::fs::write(
+        &agree,
+        format!(
+            "10000000-10100000 r-xp {:08x} 00:00 1 {lib_path}\n10000000-10100000 r-xp {:08x} 00:00 1 {lib_path}\n",
+            lib_off - 0x100,
+            lib_off - 0x100
+        ),
+    )
+    .unwrap();
+    let out = harness().args(["symbolize", "--maps"]).arg(&agree).arg("0x10000100").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("[libcrash.so] crash_in_lib ("), "{}", text(&out.stdout));
+}
+
+fn symbolize(args: &[&str], stdin: &str, dir: &Path) -> Output {
+    let mut child = harness()
+        .arg("symbolize")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn garbage_input_gives_clear_errors() {
+    // These need no compiler: they run on every machine.
+    let dir = scratch("garbage");
+    let maps = dir.join("bad-maps.txt");
+    std::fs::write(&maps, "10000-20000 r-xp 00000000 00:00 1 /bin/true\n\nthis is not a maps line\n")
+        .unwrap();
+    let out = symbolize(&["--maps", maps.to_str().unwrap(), "0x10010"], "", &dir);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("maps line 3") && err.contains("this is not a maps line"), "{err}");
+
+    let out = symbolize(&["0xnothex"], "", &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("\"0xnothex\" is not a hex address"), "{}", text(&out.stderr));
+
+    let out = symbolize(&[], "nothing to see here\n", &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no addresses found"), "{}", text(&out.stderr));
+
+    let crafted = dir.join("maps.txt");
+    let not_elf = dir.join("not-elf.so");
+    std::fs::write(&not_elf, "just text\n").unwrap();
+    std::fs::write(
+        &crafted,
+        format!(
+            "10000-20000 r-xp 00000000 00:00 1 {}/missing.so\n30000-40000 r-xp 00000000 00:00 2 {}\n50000-60000 rw-p 00000000 00:00 0 [heap]\n",
+            dir.display(),
+            not_elf.display()
+        ),
+    )
+    .unwrap();
+    let out = symbolize(
+        &["--maps", crafted.to_str().unwrap(), "0x10010", "0x30010", "0x50010", "0x90000"],
+        "",
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1), "nothing could be placed");
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines[0].contains("[?] ??") && lines[0].contains("missing.so is missing"), "{}", lines[0]);
+    assert!(lines[1].contains("not-elf.so is not an ELF file"), "{}", lines[1]);
+    assert!(
+        lines[2].contains("0x50010 is not in any executable mapping: it is in non-executable rw-p [heap]"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("0x90000 is not in any executable mapping: no mapping holds it"),
+        "{}",
+        lines[3]
+    );
+
+    let out = harness().args(["symbolize", "--maps", "/nonexistent/maps", "0x10000"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(text(&out.stderr).contains("reading /nonexistent/maps"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_clean_exit_writes_no_crash_report() {
+    let out = scratch("supervise-true");
+    let run =
+        harness().args(["supervise", "--quiet", "--out"]).arg(&out).args(["--", "true"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", text(&run.stderr));
+    assert!(text(&run.stderr).contains("no crash report"));
+    assert!(!out.join("crash.json").exists() && !out.join("crash.md").exists());
+    assert!(out.join("stdout.log").exists());
+}
+
+#[test]
+fn a_non_zero_exit_writes_a_report_with_its_status() {
+    let out = scratch("supervise-exit3");
+    let run = harness()
+        .args(["supervise", "--quiet", "--out"])
+        .arg(&out)
+        .args(["--", "sh", "-c", "echo going down; echo 'bad thing' >&2; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
+    assert_eq!(report["exit"], serde_json::json!({ "kind": "code", "code": 3 }));
+    let md = std::fs::read_to_string(out.join("crash.md")).unwrap();
+    assert!(md.contains("exited with status 3"), "{md}");
+    assert!(md.contains("[stdout] going down") && md.contains("[stderr] bad thing"), "{md}");
+    assert!(md.contains("No backtrace addresses were found"), "{md}");
+}
+
+#[test]
+fn a_missing_command_is_an_io_error() {
+    let out = scratch("supervise-missing");
+    let run = harness()
+        .args(["supervise", "--quiet", "--out"])
+        .arg(&out)
+        .args(["--", "/nonexistent/program"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(4));
+    assert!(text(&run.stderr).contains("starting /nonexistent/program"), "{}", text(&run.stderr));
+}
+
+#[test]
+fn sigterm_is_forwarded_and_the_child_does_not_outlive_the_supervisor() {
+    let out = scratch("supervise-term");
+    let pidfile = out.join("child.pid");
+    let script = format!("echo $$ > {}; echo ready; exec sleep 30", pidfile.display());
+    let mut sup = harness()
+        .args(["supervise", "--out"])
+        .arg(&out)
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The supervisor echoes the child's stdout: "ready" means the child runs and its pid is written.
+    let mut echoed = BufReader::new(sup.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert!(echoed.read_line(&mut line).unwrap() > 0, "the child never started");
+    }
+    let child_pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let sup_pid = nix::unistd::Pid::from_raw(sup.id() as i32);
+    nix::sys::signal::kill(sup_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = sup.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the child died by the forwarded SIGTERM");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
+    assert_eq!(report["exit"]["name"], "SIGTERM");
+    assert_eq!(report["forwarded_signals"], serde_json::json!(["SIGTERM"]));
+    // The child (sleep, exec'd from sh) is gone: signal 0 finds no such process.
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(child_pid), None).is_err());
+}

@@ -1,0 +1,4 @@
+//! Real-socket and end-to-end tests of the `harness` binary and library (one test binary, one module per
+//! subcommand).
+
+mod diag;
