@@ -214,6 +214,13 @@ impl SlotPool {
 
     /// `Reserved → Active`, if the active limit allows.
     pub fn activate(&self, handle: &SlotHandle) -> Result<(), SlotError> {
+        // A stale or misplaced handle gets its own error rather than a misleading `ActiveLimit`; the
+        // compare-and-swap below still decides if the state changes in between.
+        match self.state(handle) {
+            None => return Err(SlotError::Stale { handle: *handle }),
+            Some(SlotState::Reserved) => {}
+            Some(state) => return Err(SlotError::WrongState { handle: *handle, state, op: "activate" }),
+        }
         let limit = self.max_active;
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| (a < limit).then_some(a + 1))
@@ -316,3 +323,8 @@ impl SlotPool {
         }
     }
 }
+
+#[cfg(any(test, loom))]
+mod models;
+#[cfg(test)]
+mod tests;
