@@ -77,25 +77,45 @@ pub fn render(
     tag: u32,
     out: &mut Vec<u8>,
 ) -> Result<(), PatternError> {
+    if (width as usize * height as usize) < MIN_PIXELS {
+        return Err(PatternError::FrameTooSmall { width, height });
+    }
+    out.clear();
+    out.resize(width as usize * height as usize * 3, 0);
+    render_into(width, height, seq, send_time_us, tag, out)
+}
+
+/// Renders frame `seq` into `out`, which must be exactly `width * height * 3` bytes: lets a sender draw
+/// straight into a packet buffer after its headers, with no copy.
+pub fn render_into(
+    width: u16,
+    height: u16,
+    seq: u64,
+    send_time_us: u64,
+    tag: u32,
+    out: &mut [u8],
+) -> Result<(), PatternError> {
     let (w, h) = (width as usize, height as usize);
     if w * h < MIN_PIXELS {
         return Err(PatternError::FrameTooSmall { width, height });
     }
-    out.clear();
-    out.reserve(w * h * 3);
+    if out.len() != w * h * 3 {
+        return Err(PatternError::SizeMismatch { width, height, len: out.len() });
+    }
+    let row_len = w * 3;
 
-    // One template row of moving vertical bars; eight bars across the frame (at least 1 pixel each).
+    // Row 0 is the template: vertical bars, eight across the frame (at least 1 pixel each), moving right.
     let bar_width = (w / 8).max(1);
     let shift = (seq as usize).wrapping_mul(BAR_STEP) % w;
-    let mut row = Vec::with_capacity(w * 3);
-    for x in 0..w {
+    for (x, px) in out[..row_len].chunks_exact_mut(3).enumerate() {
         let bar = ((x + w - shift) % w) / bar_width % 8;
         // Luminance 0..=245 in eight steps, tinted so colour renderers have something to show.
         let l = (bar * 35) as u8;
-        row.extend_from_slice(&[l, l.saturating_add(10), l / 2 + 60]);
+        px.copy_from_slice(&[l, l.saturating_add(10), l / 2 + 60]);
     }
-    for _ in 0..h {
-        out.extend_from_slice(&row);
+    let (template, rest) = out.split_at_mut(row_len);
+    for row in rest.chunks_exact_mut(row_len) {
+        row.copy_from_slice(template);
     }
 
     // A bright band, an eighth of the height, moving down one row per frame.
@@ -103,7 +123,7 @@ pub fn render(
     let top = (seq % h as u64) as usize;
     for i in 0..band {
         let y = (top + i) % h;
-        out[y * w * 3..(y + 1) * w * 3].fill(0xF0);
+        out[y * row_len..(y + 1) * row_len].fill(0xF0);
     }
 
     write_header(out, width, height, seq, send_time_us, tag);

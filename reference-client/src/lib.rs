@@ -1,1 +1,266 @@
-//! `reference-client`: a thin tokio shell over `acip`. (Being written: see issue 4.)
+//! `reference-client`: a byte-compatible ACIP client as a thin tokio / tokio-tungstenite shell over `acip`
+//! (issue 4 items 7-9; ACIP-SPEC.md sections 3, 4.3-4.6, 6 and 9).
+//!
+//! Two levels of API:
+//!
+//! * [`run`] runs a whole configured session (or `reconnect` sessions): connect, handshake,
+//!   CLIENT_CAPABILITIES, STREAM_START, IMAGE_FRAMEs of the moving [`acip::pattern`] at `fps` on a fixed
+//!   schedule, PING every second, then close; it returns a [`ClientReport`].
+//! * [`Client::connect`] gives a connected session whose owner decides when frames go out
+//!   ([`Client::send_frame`] with the *intended* send time of the schedule, so latency measured from the
+//!   embedded time is free of coordinated omission). The harness soak drives many of these in-process.
+//!
+//! Inside one [`Client`]: one reader task (decode, decrypt, validate, count), one pinger task, and exactly
+//! one writer task that owns the socket's write half — except with [`ClientFaults::concurrent_writers`],
+//! where two writer tasks share it fragment by fragment to reproduce the interleaving behind the old
+//! native client's SIGABRT (ACIP-SPEC.md section 8).
+
+pub mod bench;
+mod client;
+mod error;
+mod report;
+mod transport;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use acip::Dialect;
+pub use client::{run, Client, Credentials};
+pub use error::{ClientError, Result, EXIT_VALIDATION};
+pub use report::{ClientEvent, ClientObserver, ClientReport, CloseInfo};
+
+/// Default TCP port of ascii-chat (ACIP-SPEC.md 6.3).
+pub const DEFAULT_TCP_PORT: u16 = 27224;
+/// Default WebSocket port of ascii-chat (ACIP-SPEC.md 6.3).
+pub const DEFAULT_WS_PORT: u16 = 27226;
+
+/// Where to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Raw TCP (ACIP-SPEC.md 6.1).
+    Tcp(SocketAddr),
+    /// WebSocket (6.2): the TCP address to connect to and the URL sent in the upgrade request.
+    Ws { addr: SocketAddr, url: String },
+}
+
+impl Target {
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Target::Tcp(addr)
+    }
+
+    /// A WebSocket target at `addr` with the URL `ws://addr/`.
+    pub fn ws(addr: SocketAddr) -> Self {
+        Target::Ws { addr, url: format!("ws://{addr}/") }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Tcp(a) | Target::Ws { addr: a, .. } => *a,
+        }
+    }
+
+    pub fn is_ws(&self) -> bool {
+        matches!(self, Target::Ws { .. })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "tcp://{a}"),
+            Target::Ws { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = ClientError;
+
+    /// `tcp://host:port`, `ws://host[:port][/path]` or a bare `host:port` (TCP). The host is resolved here
+    /// (blocking, once); a missing port is the ascii-chat default for the scheme.
+    fn from_str(s: &str) -> Result<Self> {
+        let (ws, rest) = if let Some(r) = s.strip_prefix("ws://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("tcp://") {
+            (false, r)
+        } else if s.contains("://") {
+            return Err(ClientError::Config(format!(
+                "unsupported URL scheme in {s:?} (use tcp:// or ws://)"
+            )));
+        } else {
+            (false, s)
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(ClientError::Config(format!("no host in {s:?}")));
+        }
+        let default_port = if ws { DEFAULT_WS_PORT } else { DEFAULT_TCP_PORT };
+        // "[::1]:27226", "[::1]", "host:1", "host"
+        let has_port = match authority.rfind(']') {
+            Some(close) => authority[close..].contains(':'),
+            None => authority.matches(':').count() == 1,
+        };
+        let with_port = if has_port { authority.to_string() } else { format!("{authority}:{default_port}") };
+        let addr = with_port
+            .to_socket_addrs()
+            .map_err(|e| ClientError::Config(format!("cannot resolve {with_port:?}: {e}")))?
+            .next()
+            .ok_or_else(|| ClientError::Config(format!("{with_port:?} resolves to no address")))?;
+        Ok(if ws {
+            let path = &rest[authority.len()..];
+            let path = if path.is_empty() { "/" } else { path };
+            Target::Ws { addr, url: format!("ws://{with_port}{path}") }
+        } else {
+            Target::Tcp(addr)
+        })
+    }
+}
+
+/// Faults the client can inject on purpose, each reproducing one documented failure. All off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientFaults {
+    /// WebSocket only: two writer tasks write fragments of *different* messages to one connection,
+    /// locking the socket per fragment rather than per message, so the server sees a BINARY frame before
+    /// the previous message's FIN (the SIGABRT of ACIP-SPEC.md section 8). Implies 4096-byte fragments
+    /// unless `ws_fragment` says otherwise.
+    pub concurrent_writers: bool,
+}
+
+/// When a session stops sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopAfter {
+    /// After this many IMAGE_FRAMEs.
+    Frames(u64),
+    /// After this long (frames keep their schedule until then).
+    Duration(Duration),
+    /// Never on its own ([`run`] then stops only when the server closes).
+    #[default]
+    Never,
+}
+
+/// Everything a client session needs. `Default` gives the real client's defaults where they exist.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub target: Target,
+    pub dialect: Dialect,
+    /// Encrypt traffic after the handshake (`--encrypt`, the default) or not (`--no-encrypt`). Together with
+    /// `password`/`key` this picks the crypto mode as the real client does (ACIP-SPEC.md 4.2).
+    pub encrypt: bool,
+    /// Shared password (8..=256 bytes), stretched with Argon2id before connecting.
+    pub password: Option<String>,
+    /// Ed25519 identity key file: 32 raw bytes or 64 hex digits of the secret seed.
+    pub key: Option<PathBuf>,
+    /// IMAGE_FRAME size in pixels (RGB24). Default 320x240.
+    pub frame: (u16, u16),
+    /// Terminal size in characters sent in CLIENT_CAPABILITIES: the size of the ASCII frames asked for.
+    pub term: (u16, u16),
+    /// IMAGE_FRAMEs per second, and `desired_fps` in CLIENT_CAPABILITIES (clamped to 1..=144 there).
+    pub fps: u32,
+    /// WebSocket send framing: `None` one frame per message; `Some(n)` a BINARY frame then CONTINUATION
+    /// frames of `n` bytes, as the old native client (n = 4096).
+    pub ws_fragment: Option<usize>,
+    pub faults: ClientFaults,
+    pub stop: StopAfter,
+    /// Print (keep in the report) the first ASCII frame received and stop, like the real client's `-S`.
+    pub snapshot: bool,
+    /// Connect/disconnect cycles for [`run`]: 0 or 1 is one session, N is N sessions one after another.
+    pub reconnect: u32,
+    /// Seed for the handshake RNG (ephemeral keys, nonces) and WebSocket masks; written into the report.
+    pub seed: u64,
+    /// Embedded in every frame of the pattern (e.g. the client's index in a soak run).
+    pub tag: u32,
+    /// PING interval (the real client: 1 s, ACIP-SPEC.md 7.4).
+    pub ping_interval: Duration,
+    /// Limit for TCP connect + WebSocket upgrade + crypto handshake + CLIENT_CAPABILITIES.
+    pub connect_timeout: Duration,
+    /// How long [`run`] waits for the first ASCII frame in snapshot mode.
+    pub snapshot_timeout: Duration,
+    /// After the last frame, how long [`run`] keeps the session open to receive (ASCII frames, PONGs).
+    pub linger: Duration,
+    /// Receive limits (packet size, WebSocket message size).
+    pub limits: acip::Limits,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            target: Target::Tcp(SocketAddr::from(([127, 0, 0, 1], DEFAULT_TCP_PORT))),
+            dialect: Dialect::default(),
+            encrypt: true,
+            password: None,
+            key: None,
+            frame: (320, 240),
+            term: (80, 24),
+            fps: 30,
+            ws_fragment: None,
+            faults: ClientFaults::default(),
+            stop: StopAfter::Never,
+            snapshot: false,
+            reconnect: 0,
+            seed: 0,
+            tag: 0,
+            ping_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(15),
+            snapshot_timeout: Duration::from_secs(10),
+            linger: Duration::ZERO,
+            limits: acip::Limits::default(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A default config for `target`.
+    pub fn new(target: Target) -> Self {
+        ClientConfig { target, ..Self::default() }
+    }
+
+    /// The crypto mode the real client would use for these options (ACIP-SPEC.md 4.2).
+    pub fn crypto_mode(&self) -> acip::crypto::CryptoMode {
+        use acip::crypto::CryptoMode;
+        let secret = self.password.is_some() || self.key.is_some();
+        match (self.encrypt, secret) {
+            (true, false) => CryptoMode::Encrypt,
+            (true, true) => CryptoMode::Full,
+            (false, true) => CryptoMode::Auth,
+            (false, false) => CryptoMode::None,
+        }
+    }
+
+    /// The WebSocket fragment size actually used (concurrent writers need fragments to interleave).
+    pub fn effective_ws_fragment(&self) -> Option<usize> {
+        match self.ws_fragment {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None if self.faults.concurrent_writers => Some(acip::ws::FRAGMENT_SIZE_NATIVE_CLIENT),
+            None => None,
+        }
+    }
+
+    /// Checks what can be checked before connecting.
+    pub fn validate(&self) -> Result<()> {
+        let (w, h) = self.frame;
+        if (w as usize * h as usize) < acip::pattern::MIN_PIXELS {
+            return Err(ClientError::Config(format!("frame {w}x{h} is too small for the test pattern")));
+        }
+        if self.fps == 0 {
+            return Err(ClientError::Config("fps must be at least 1".into()));
+        }
+        if self.term.0 == 0 || self.term.1 == 0 {
+            return Err(ClientError::Config("terminal size must be at least 1x1".into()));
+        }
+        if let Some(p) = &self.password {
+            if !acip::crypto::PASSWORD_LEN.contains(&p.len()) {
+                return Err(ClientError::Config("password must be 8..=256 bytes".into()));
+            }
+        }
+        if self.faults.concurrent_writers && !self.target.is_ws() {
+            return Err(ClientError::Config("--fault concurrent-writers needs a ws:// target".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A shared observer, as [`run`] and [`Client::connect`] take it.
+pub type SharedObserver = Arc<dyn ClientObserver>;

@@ -1,0 +1,99 @@
+//! Throughput baselines for the report of issue 4: what one client sustains, beside raw TCP on loopback
+//! moving records of the same size in the same run.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{Client, ClientConfig, Result};
+
+/// Records (frames) moved in a measured interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub label: String,
+    pub record_bytes: usize,
+    pub records: u64,
+    pub seconds: f64,
+}
+
+impl Throughput {
+    pub fn per_second(&self) -> f64 {
+        self.records as f64 / self.seconds
+    }
+
+    pub fn mbytes_per_second(&self) -> f64 {
+        self.per_second() * self.record_bytes as f64 / 1e6
+    }
+}
+
+impl std::fmt::Display for Throughput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<28} {:>9.1} records/s of {} bytes ({:>8.1} MB/s, {} in {:.2}s)",
+            self.label,
+            self.per_second(),
+            self.record_bytes,
+            self.mbytes_per_second(),
+            self.records,
+            self.seconds
+        )
+    }
+}
+
+/// Raw TCP on loopback: one connection, TCP_NODELAY, one task writing `record_bytes`-byte buffers as fast
+/// as it can for `duration`, another reading and discarding. Counts records fully read by the receiver.
+pub async fn raw_tcp(duration: Duration, record_bytes: usize) -> std::io::Result<Throughput> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let receiver = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total: u64 = 0;
+        loop {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<u64, std::io::Error>(total);
+            }
+            total += n as u64;
+        }
+    });
+    let mut s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let record = vec![0x5Au8; record_bytes];
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        s.write_all(&record).await?;
+    }
+    s.shutdown().await?;
+    let bytes = receiver.await.map_err(std::io::Error::other)??;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Throughput {
+        label: "raw TCP loopback".into(),
+        record_bytes,
+        records: bytes / record_bytes as u64,
+        seconds,
+    })
+}
+
+/// One [`Client`] sending frames back to back (no schedule) for `duration`: the most it sustains.
+/// `send_frame` returns once a frame is written and flushed, so this counts frames the socket accepted.
+pub async fn client_max_rate(config: &ClientConfig, label: &str, duration: Duration) -> Result<Throughput> {
+    let client = Client::connect(config, None).await?;
+    let start = Instant::now();
+    let mut seq = 0;
+    while start.elapsed() < duration {
+        client.send_frame(seq, 0).await?;
+        seq += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let wire = {
+        let r = client.report();
+        (r.counters.bytes_tx / r.counters.tx(acip::PacketType::IMAGE_FRAME).max(1)) as usize
+    };
+    client.close().await;
+    Ok(Throughput { label: label.into(), record_bytes: wire, records: seq, seconds })
+}

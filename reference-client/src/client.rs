@@ -1,0 +1,807 @@
+//! One client session ([`Client`]) and the whole-run driver ([`run`]).
+//!
+//! Session start (ACIP-SPEC.md 4.3/4.4 and 9): transport connect, the crypto handshake driven through the
+//! sans-IO [`ClientHandshake`] (TCP: the client speaks first; WebSocket: the server does), then
+//! CLIENT_CAPABILITIES and STREAM_START(VIDEO). After that, tasks:
+//!
+//! ```text
+//!   caller ── send_frame(seq, intended) ──► build + encrypt ──► queue ──► writer task ──► socket
+//!   pinger task (PING every ping_interval) ─────────────────────► queue ─┘
+//!   socket ──► reader task: decode, decrypt, validate, count ──► ClientReport + ClientObserver
+//! ```
+//!
+//! Exactly one writer task owns the write half; with the concurrent-writers fault there are two, locking
+//! the socket per fragment.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use acip::codec::payloads::{ClientCapabilities, ImageFrame, Payload, StreamStart};
+use acip::crypto::{ClientHandshake, HandshakeConfig, HandshakeEvent, Password, Session, Transport};
+use acip::stats::Stage;
+use acip::{Dialect, Header, Limits, Packet, PacketType};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::report::{ClientEvent, ClientReport, CloseInfo};
+use crate::transport::{self, Incoming, WireSink, WireSource, WriteTiming};
+use crate::{ClientConfig, ClientError, Result, SharedObserver, StopAfter};
+
+const HEADER_LEN: usize = acip::codec::HEADER_LEN;
+/// Packets waiting for the writer. Small: `send_frame` waits for its own write anyway, so the queue only
+/// absorbs PINGs (and, with concurrent writers, the fault's second message).
+const QUEUE_DEPTH: usize = 8;
+/// How long [`Client::close`] waits for the writer to finish and for the server to close its side.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Secrets prepared once per run: the Argon2id-stretched password (64 MiB, tens of ms) and the identity.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub password: Option<Password>,
+    pub identity: Option<ed25519_dalek::SigningKey>,
+}
+
+impl Credentials {
+    /// Derives the password and reads the key file of `config`.
+    pub async fn load(config: &ClientConfig) -> Result<Credentials> {
+        let password = match config.password.clone() {
+            None => None,
+            Some(p) => Some(
+                tokio::task::spawn_blocking(move || Password::derive(&p))
+                    .await
+                    .map_err(|e| ClientError::Config(format!("password derivation task: {e}")))??,
+            ),
+        };
+        let identity = match &config.key {
+            None => None,
+            Some(path) => {
+                let raw = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| ClientError::Config(format!("cannot read key {}: {e}", path.display())))?;
+                Some(
+                    parse_key(&raw)
+                        .map_err(|why| ClientError::Config(format!("key {}: {why}", path.display())))?,
+                )
+            }
+        };
+        Ok(Credentials { password, identity })
+    }
+}
+
+/// An Ed25519 secret seed: 32 raw bytes, or 64 hex digits (surrounding whitespace ignored).
+fn parse_key(raw: &[u8]) -> std::result::Result<ed25519_dalek::SigningKey, &'static str> {
+    if raw.len() == 32 {
+        let seed: [u8; 32] = raw.try_into().expect("32 bytes");
+        return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| "neither 32 raw bytes nor hex text")?.trim();
+    if text.len() != 64 {
+        return Err("expected 32 raw bytes or 64 hex digits");
+    }
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| "not hex")?;
+    }
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// One packet for the writer.
+struct Outgoing {
+    /// Type of the (inner) packet, for counting.
+    packet_type: PacketType,
+    wire: Bytes,
+    done: Option<oneshot::Sender<std::result::Result<WriteTiming, String>>>,
+}
+
+/// State shared by the client's tasks.
+struct Shared {
+    tag: u32,
+    dialect: Dialect,
+    limits: Limits,
+    report: Mutex<ClientReport>,
+    observer: Option<SharedObserver>,
+    session: Option<Mutex<Session>>,
+    /// Verified ASCII frames so far.
+    ascii: watch::Sender<u64>,
+    /// Set once the read side ended (server close, EOF or a fatal receive error).
+    closed: watch::Sender<Option<CloseInfo>>,
+    /// The first fatal error of a task.
+    fatal: Mutex<Option<String>>,
+    pings: Mutex<VecDeque<Instant>>,
+    last_ascii: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another task while holding a lock must not hide the measurements: take the data anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn emit(&self, event: ClientEvent) {
+        if let Some(o) = &self.observer {
+            o.on_event(self.tag, &event);
+        }
+    }
+
+    fn invalid(&self, kind: String, detail: String) {
+        lock(&self.report).counters.count_error(&kind);
+        self.emit(ClientEvent::Invalid { kind, detail });
+    }
+
+    /// Wraps a packet for the wire: encrypted once a key exists (handshake-class types stay plain).
+    fn seal(&self, packet: &Packet) -> Result<(Bytes, Duration)> {
+        match &self.session {
+            Some(s) if Session::wants_encryption(packet.packet_type) => {
+                let t = Instant::now();
+                let enc =
+                    lock(s).encrypt(packet).map_err(|e| ClientError::Protocol(format!("encrypt: {e}")))?;
+                let d = t.elapsed();
+                Ok((Bytes::from(enc.encode()), d))
+            }
+            _ => Ok((Bytes::from(packet.encode()), Duration::ZERO)),
+        }
+    }
+
+    /// Handles one packet from the server: decrypt, validate, count, report.
+    fn handle_packet(&self, packet: Packet) {
+        let packet = if packet.packet_type == PacketType::ENCRYPTED {
+            let Some(s) = &self.session else {
+                self.invalid("encrypted_without_key".into(), "ENCRYPTED packet before any key".into());
+                return;
+            };
+            match lock(s).decrypt(&packet) {
+                Ok(p) => p,
+                Err(e) => return self.invalid("decrypt".into(), e.to_string()),
+            }
+        } else {
+            packet
+        };
+        let t = packet.packet_type;
+        lock(&self.report).counters.count_rx(t, 0);
+        let payload = match Payload::decode_with_limits(&packet, self.dialect, &self.limits) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.invalid(format!("invalid_{}", t.name().to_ascii_lowercase()), e.to_string())
+            }
+        };
+        match payload {
+            Payload::AsciiFrame(f) => {
+                let now = Instant::now();
+                let interval = lock(&self.last_ascii).replace(now).map(|prev| now - prev);
+                let count = {
+                    let mut r = lock(&self.report);
+                    r.ascii_frames += 1;
+                    r.last_ascii_size = Some((f.width, f.height));
+                    if let Some(i) = interval {
+                        r.record(Stage::AsciiInterval, i);
+                    }
+                    if r.snapshot.is_none() {
+                        r.snapshot = Some(String::from_utf8_lossy(&f.text).into_owned());
+                    }
+                    r.ascii_frames
+                };
+                self.ascii.send_replace(count);
+                self.emit(ClientEvent::AsciiFrame {
+                    width: f.width,
+                    height: f.height,
+                    text_bytes: f.text.len(),
+                    interval,
+                });
+            }
+            Payload::ServerState(s) => {
+                let (connected, active) = (s.connected_client_count, s.active_client_count);
+                lock(&self.report).last_server_state = Some((connected, active));
+                self.emit(ClientEvent::ServerState { connected, active });
+            }
+            Payload::Pong => {
+                let rtt = lock(&self.pings).pop_front().map(|sent| sent.elapsed());
+                if let Some(rtt) = rtt {
+                    lock(&self.report).record(Stage::PingRtt, rtt);
+                }
+                self.emit(ClientEvent::Pong { rtt });
+            }
+            Payload::ClearConsole => self.emit(ClientEvent::ClearConsole),
+            Payload::ErrorMessage(e) => {
+                lock(&self.report).error_messages.push((e.error_code, e.message.clone()));
+                self.emit(ClientEvent::ErrorMessage { code: e.error_code, message: e.message });
+            }
+            Payload::RemoteLog(l) => lock(&self.report).remote_logs.push(l.message),
+            // Handshake packets after the handshake: the server's WebSocket opener when this client runs
+            // without encryption (4.4: a foreign peer may ignore them), or a rekey, which is ignored (4.8).
+            _ if t.is_handshake() => lock(&self.report).counters.count_drop("handshake_packet_ignored"),
+            // The server never sends these to a client (section 2, "Not dispatched by the client").
+            _ => self.invalid(format!("unexpected_{}", t.name().to_ascii_lowercase()), t.to_string()),
+        }
+    }
+
+    fn set_fatal(&self, e: &ClientError) {
+        lock(&self.report).counters.count_error(e.kind());
+        lock(&self.fatal).get_or_insert_with(|| e.to_string());
+    }
+
+    fn close_info(&self) -> Option<CloseInfo> {
+        self.closed.borrow().clone()
+    }
+}
+
+/// A connected ACIP client session. See the module docs for its tasks.
+pub struct Client {
+    config: ClientConfig,
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Outgoing>>,
+    writers: Vec<JoinHandle<()>>,
+    pinger: JoinHandle<()>,
+    reader: JoinHandle<()>,
+    started: Instant,
+    fragment: Option<usize>,
+}
+
+impl Client {
+    /// Connects, runs the handshake, sends CLIENT_CAPABILITIES and STREAM_START, and starts the tasks.
+    /// Derives the password first; use [`Client::connect_with`] to reuse [`Credentials`] across sessions.
+    pub async fn connect(config: &ClientConfig, observer: Option<SharedObserver>) -> Result<Client> {
+        config.validate()?;
+        let creds = Credentials::load(config).await?;
+        Client::connect_with(config, &creds, observer).await
+    }
+
+    /// [`Client::connect`] with credentials prepared once by the caller.
+    pub async fn connect_with(
+        config: &ClientConfig,
+        creds: &Credentials,
+        observer: Option<SharedObserver>,
+    ) -> Result<Client> {
+        config.validate()?;
+        let started = Instant::now();
+        let limit = config.connect_timeout;
+        let (sink, source, session, early) = tokio::time::timeout(limit, open(config, creds))
+            .await
+            .map_err(|_| ClientError::Timeout { what: "connect and handshake", after: limit })??;
+        let encrypted = session.is_some();
+        let report = ClientReport {
+            target: config.target.to_string(),
+            dialect: config.dialect.to_string(),
+            mode: config.crypto_mode().to_u8(),
+            encrypted,
+            tag: config.tag,
+            seed: config.seed,
+            ..ClientReport::default()
+        };
+        let shared = Arc::new(Shared {
+            tag: config.tag,
+            dialect: config.dialect,
+            limits: config.limits,
+            report: Mutex::new(report),
+            observer,
+            session: session.map(Mutex::new),
+            ascii: watch::channel(0).0,
+            closed: watch::channel(None).0,
+            fatal: Mutex::new(None),
+            pings: Mutex::new(VecDeque::new()),
+            last_ascii: Mutex::new(None),
+        });
+        {
+            let mut r = lock(&shared.report);
+            r.counters.connections_opened += 1;
+            for (t, n) in &early.tx {
+                r.counters.count_tx(*t, *n);
+            }
+            r.counters.bytes_rx += early.rx_bytes;
+        }
+        for p in early.packets {
+            shared.handle_packet(p);
+        }
+
+        let fragment = if config.target.is_ws() { config.effective_ws_fragment() } else { None };
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writers = if config.faults.concurrent_writers {
+            spawn_concurrent_writers(sink, rx, shared.clone(), fragment.unwrap_or(4096))
+        } else {
+            vec![tokio::spawn(writer(sink, rx, shared.clone(), fragment))]
+        };
+        let reader = tokio::spawn(reader(source, shared.clone()));
+        let mut client = Client {
+            config: config.clone(),
+            shared: shared.clone(),
+            tx: Some(tx.clone()),
+            writers,
+            pinger: tokio::spawn(async {}),
+            reader,
+            started,
+            fragment,
+        };
+
+        // CLIENT_CAPABILITIES is the first post-handshake packet (4.3 step 10), then STREAM_START (9).
+        let fps = config.fps.clamp(1, u32::from(ClientCapabilities::MAX_FPS)) as u8;
+        let caps = ClientCapabilities::new(config.dialect, config.term.0, config.term.1, fps).to_packet();
+        client.send_packet(&caps).await?;
+        client.send_packet(&StreamStart::new(StreamStart::VIDEO).to_packet()).await?;
+
+        let handshake = started.elapsed();
+        {
+            let mut r = lock(&shared.report);
+            r.sessions += 1;
+            r.record(Stage::Handshake, handshake);
+        }
+        shared.emit(ClientEvent::Connected { handshake, encrypted });
+        client.pinger = tokio::spawn(pinger(tx, shared, config.ping_interval));
+        Ok(client)
+    }
+
+    /// Sends one packet through the writer and waits until it is written.
+    async fn send_packet(&self, packet: &Packet) -> Result<WriteTiming> {
+        let (wire, _) = self.shared.seal(packet)?;
+        self.enqueue(packet.packet_type, wire, true).await.map(|t| t.unwrap_or_default())
+    }
+
+    async fn enqueue(&self, packet_type: PacketType, wire: Bytes, wait: bool) -> Result<Option<WriteTiming>> {
+        let tx = self.tx.as_ref().ok_or_else(|| ClientError::Config("client already closed".into()))?;
+        let (done, rx) = if wait {
+            let (a, b) = oneshot::channel();
+            (Some(a), Some(b))
+        } else {
+            (None, None)
+        };
+        if tx.send(Outgoing { packet_type, wire, done }).await.is_err() {
+            return Err(self.ended_error());
+        }
+        match rx {
+            None => Ok(None),
+            Some(rx) => match rx.await {
+                Ok(Ok(t)) => Ok(Some(t)),
+                Ok(Err(_)) | Err(_) => Err(self.ended_error()),
+            },
+        }
+    }
+
+    /// Why the session cannot send any more.
+    fn ended_error(&self) -> ClientError {
+        if let Some(c) = self.shared.close_info() {
+            return ClientError::Closed { code: c.code, reason: c.reason };
+        }
+        let why = lock(&self.shared.fatal).clone().unwrap_or_else(|| "writer stopped".into());
+        ClientError::Closed { code: None, reason: why }
+    }
+
+    /// Builds frame `seq` of the test pattern with `intended_us` (UNIX µs: the *schedule* time, not the
+    /// time of the write) embedded, encrypts it if the session is encrypted, and writes it. Returns when
+    /// the frame is on the socket (flushed), so a slow write delays the caller's next frame visibly.
+    /// With the concurrent-writers fault it returns once queued, and a PING is queued beside it for the
+    /// second writer.
+    pub async fn send_frame(&self, seq: u64, intended_us: u64) -> Result<()> {
+        if let Some(c) = self.shared.close_info() {
+            return Err(ClientError::Closed { code: c.code, reason: c.reason });
+        }
+        let t0 = Instant::now();
+        let (w, h) = self.config.frame;
+        let pixels = w as usize * h as usize * 3;
+        let mut buf = vec![0u8; HEADER_LEN + ImageFrame::HEADER_LEN + pixels];
+        // IMAGE_FRAME header (3.7): width, height, pixel_format RGB24, compressed_size 0, checksum 0,
+        // timestamp 0 — written in place so the pixels are rendered straight into the packet buffer.
+        let img = &mut buf[HEADER_LEN..HEADER_LEN + ImageFrame::HEADER_LEN];
+        img[0..4].copy_from_slice(&u32::from(w).to_be_bytes());
+        img[4..8].copy_from_slice(&u32::from(h).to_be_bytes());
+        img[8..12].copy_from_slice(&ImageFrame::RGB24.to_be_bytes());
+        acip::pattern::render_into(w, h, seq, intended_us, self.config.tag, &mut buf[HEADER_LEN + 24..])
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let header = Header::for_payload(PacketType::IMAGE_FRAME, &buf[HEADER_LEN..]);
+        buf[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+        let build = t0.elapsed();
+
+        let (wire, encrypt) = if self.shared.session.is_some() {
+            let mut b = Bytes::from(buf);
+            let packet = Packet::new(PacketType::IMAGE_FRAME, b.split_off(HEADER_LEN));
+            self.shared.seal(&packet)?
+        } else {
+            (Bytes::from(buf), Duration::ZERO)
+        };
+        let wire_bytes = wire.len();
+        let concurrent = self.config.faults.concurrent_writers;
+        let timing = self.enqueue(PacketType::IMAGE_FRAME, wire, !concurrent).await?.unwrap_or_default();
+        if concurrent {
+            let (ping, _) = self.shared.seal(&Packet::empty(PacketType::PING))?;
+            lock(&self.shared.pings).push_back(Instant::now());
+            self.enqueue(PacketType::PING, ping, false).await?;
+        }
+        {
+            let mut r = lock(&self.shared.report);
+            r.counters.frames_sent += 1;
+            r.record(Stage::ClientBuild, build);
+            if self.shared.session.is_some() {
+                r.record(Stage::ClientEncrypt, encrypt);
+            }
+        }
+        self.shared.emit(ClientEvent::FrameSent {
+            seq,
+            intended_us,
+            wire_bytes,
+            build,
+            encrypt,
+            write: timing.write + timing.flush,
+        });
+        Ok(())
+    }
+
+    /// Waits until at least `n` verified ASCII frames have arrived (in total); returns the count.
+    pub async fn wait_ascii_frames(&self, n: u64, timeout: Duration) -> Result<u64> {
+        let mut rx = self.shared.ascii.subscribe();
+        let mut closed = self.shared.closed.subscribe();
+        let wait = async {
+            loop {
+                let have = *rx.borrow_and_update();
+                if have >= n {
+                    return Ok(have);
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return Err(self.ended_error()) },
+                    _ = closed.wait_for(|c| c.is_some()) => {
+                        let have = *rx.borrow();
+                        return if have >= n { Ok(have) } else { Err(self.ended_error()) };
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| ClientError::Timeout { what: "ASCII frames", after: timeout })?
+    }
+
+    /// Resolves when the server has ended the session (close, EOF or a fatal receive error).
+    pub async fn wait_closed(&self) -> CloseInfo {
+        let mut closed = self.shared.closed.subscribe();
+        let info = match closed.wait_for(|c| c.is_some()).await {
+            Ok(c) => c.clone().unwrap_or_default(),
+            Err(_) => CloseInfo::default(),
+        };
+        info
+    }
+
+    /// Whether the server has ended the session.
+    pub fn is_closed(&self) -> bool {
+        self.shared.close_info().is_some()
+    }
+
+    /// A copy of everything measured so far.
+    pub fn report(&self) -> ClientReport {
+        let mut r = lock(&self.shared.report).clone();
+        r.elapsed = self.started.elapsed();
+        r
+    }
+
+    /// Whether traffic is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.shared.session.is_some()
+    }
+
+    /// The WebSocket fragment size in use (`None`: one frame per message, or TCP).
+    pub fn ws_fragment(&self) -> Option<usize> {
+        self.fragment
+    }
+
+    /// Closes from the client side (TCP FIN / WebSocket close 1000), waits briefly for the server to close
+    /// its side, and returns the final report.
+    pub async fn close(mut self) -> ClientReport {
+        self.pinger.abort();
+        let _ = (&mut self.pinger).await;
+        self.tx = None;
+        let by_client = self.shared.close_info().is_none();
+        for w in self.writers.drain(..) {
+            let _ = tokio::time::timeout(CLOSE_WAIT, w).await;
+        }
+        if tokio::time::timeout(CLOSE_WAIT, &mut self.reader).await.is_err() {
+            self.reader.abort();
+        }
+        let mut r = self.report();
+        r.counters.connections_closed += 1;
+        let info = self.shared.close_info().map(|mut c| {
+            c.by_client = by_client;
+            c
+        });
+        r.close = info.or(Some(CloseInfo { code: None, reason: "closed by client".into(), by_client: true }));
+        self.shared.emit(ClientEvent::Closed(r.close.clone().unwrap_or_default()));
+        r
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.pinger.abort();
+        self.reader.abort();
+        for w in &self.writers {
+            w.abort();
+        }
+    }
+}
+
+/// What the handshake phase sent and received besides the handshake itself.
+#[derive(Default)]
+struct Early {
+    /// Packets the server sent in plaintext before the handshake ended (WebSocket, 4.4), to handle later.
+    packets: Vec<Packet>,
+    tx: Vec<(PacketType, usize)>,
+    rx_bytes: u64,
+}
+
+/// Connects the transport and runs the handshake.
+async fn open(
+    config: &ClientConfig,
+    creds: &Credentials,
+) -> Result<(WireSink, WireSource, Option<Session>, Early)> {
+    let (mut sink, mut source) = transport::connect(&config.target, config.dialect, config.limits).await?;
+    let transport = if config.target.is_ws() { Transport::WebSocket } else { Transport::Tcp };
+    let mut hc = HandshakeConfig::new(config.dialect, transport, config.seed);
+    hc.mode = config.crypto_mode();
+    hc.password = creds.password.clone();
+    hc.identity = creds.identity.clone();
+    let fragment = if config.target.is_ws() { config.effective_ws_fragment() } else { None };
+    let mut hs = ClientHandshake::new(hc, Instant::now());
+    let mut early = Early::default();
+    loop {
+        while let Some(p) = hs.poll_transmit() {
+            let wire = Bytes::from(p.encode());
+            early.tx.push((p.packet_type, wire.len()));
+            sink.write_packet(wire, fragment).await?;
+        }
+        while let Some(ev) = hs.poll_event() {
+            match ev {
+                HandshakeEvent::EarlyPacket(p) => early.packets.push(p),
+                HandshakeEvent::AuthFailed { reason } => {
+                    return Err(ClientError::Handshake(acip::crypto::HandshakeError::AuthFailed { reason }))
+                }
+                HandshakeEvent::Completed { .. } | HandshakeEvent::PlaintextClient { .. } => {}
+            }
+        }
+        if hs.is_complete() {
+            return Ok((sink, source, hs.into_session(), early));
+        }
+        let deadline = hs.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            incoming = source.next() => match incoming? {
+                Incoming::Packet(p, n) => {
+                    early.rx_bytes += n as u64;
+                    hs.handle_packet(p, Instant::now())?;
+                }
+                Incoming::Closed { code, reason } => return Err(ClientError::Closed { code, reason: closed_reason(code, reason) }),
+            },
+            _ = sleep_until_opt(deadline) => hs.handle_timeout(Instant::now())?,
+        }
+    }
+}
+
+fn closed_reason(code: Option<u16>, reason: String) -> String {
+    match (code, reason.is_empty()) {
+        (_, false) => reason,
+        (Some(c), true) => format!("close code {c}"),
+        (None, true) => "connection closed during the handshake".into(),
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The one writer task: writes queued packets in order, then closes the connection when the queue ends.
+async fn writer(
+    mut sink: WireSink,
+    mut rx: mpsc::Receiver<Outgoing>,
+    shared: Arc<Shared>,
+    fragment: Option<usize>,
+) {
+    while let Some(out) = rx.recv().await {
+        let len = out.wire.len();
+        match sink.write_packet(out.wire, fragment).await {
+            Ok(t) => {
+                {
+                    let mut r = lock(&shared.report);
+                    r.counters.count_tx(out.packet_type, len);
+                    r.record(Stage::ClientWrite, t.write);
+                    r.record(Stage::ClientFlush, t.flush);
+                }
+                if let Some(done) = out.done {
+                    let _ = done.send(Ok(t));
+                }
+            }
+            Err(e) => {
+                if shared.close_info().is_none() {
+                    shared.set_fatal(&e);
+                }
+                if let Some(done) = out.done {
+                    let _ = done.send(Err(e.to_string()));
+                }
+                return;
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// The concurrent-writers fault: two tasks take packets from one queue and write their fragments,
+/// locking the socket per fragment (not per message) and yielding in between, so fragments of different
+/// messages interleave on the wire as they did with the old native client's capture thread.
+fn spawn_concurrent_writers(
+    sink: WireSink,
+    rx: mpsc::Receiver<Outgoing>,
+    shared: Arc<Shared>,
+    fragment: usize,
+) -> Vec<JoinHandle<()>> {
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let one = |sink: Arc<tokio::sync::Mutex<WireSink>>,
+               rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(out) = rx.lock().await.recv().await else { return };
+                let (len, start) = (out.wire.len(), Instant::now());
+                let mut result = Ok(());
+                for frame in transport::ws_frames(out.wire, Some(fragment)) {
+                    result = sink.lock().await.write_ws_frame(frame).await;
+                    if result.is_err() {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                match result {
+                    Ok(()) => {
+                        let mut r = lock(&shared.report);
+                        r.counters.count_tx(out.packet_type, len);
+                        r.record(Stage::ClientWrite, start.elapsed());
+                        drop(r);
+                        if let Some(done) = out.done {
+                            let _ =
+                                done.send(Ok(WriteTiming { write: start.elapsed(), flush: Duration::ZERO }));
+                        }
+                    }
+                    Err(e) => {
+                        if shared.close_info().is_none() {
+                            shared.set_fatal(&e);
+                        }
+                        if let Some(done) = out.done {
+                            let _ = done.send(Err(e.to_string()));
+                        }
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let a = one(sink.clone(), rx.clone());
+    let b = one(sink.clone(), rx);
+    // A third task closes the connection once both writers are done (the queue ended or a write failed).
+    vec![tokio::spawn(async move {
+        let _ = a.await;
+        let _ = b.await;
+        let _ = sink.lock().await.close().await;
+    })]
+}
+
+/// PING every `interval` (the real client: 1 s), through the writer queue.
+async fn pinger(tx: mpsc::Sender<Outgoing>, shared: Arc<Shared>, interval: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok((wire, _)) = shared.seal(&Packet::empty(PacketType::PING)) else { return };
+        lock(&shared.pings).push_back(Instant::now());
+        if tx.send(Outgoing { packet_type: PacketType::PING, wire, done: None }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The reader task: every packet to [`Shared::handle_packet`] until the server closes or breaks the
+/// protocol.
+async fn reader(mut source: WireSource, shared: Arc<Shared>) {
+    loop {
+        match source.next().await {
+            Ok(Incoming::Packet(p, n)) => {
+                lock(&shared.report).counters.bytes_rx += n as u64;
+                shared.handle_packet(p);
+            }
+            Ok(Incoming::Closed { code, reason }) => {
+                // An ERROR_MESSAGE before the close says more than an empty close reason.
+                let reason = match (
+                    reason.is_empty() || reason == "eof",
+                    lock(&shared.report).error_messages.last(),
+                ) {
+                    (true, Some((c, text))) => format!("ERROR_MESSAGE {c}: {text}"),
+                    _ => reason,
+                };
+                shared.closed.send_replace(Some(CloseInfo { code, reason, by_client: false }));
+                return;
+            }
+            Err(e) => {
+                shared.set_fatal(&e);
+                shared.closed.send_replace(Some(CloseInfo {
+                    code: None,
+                    reason: e.to_string(),
+                    by_client: false,
+                }));
+                return;
+            }
+        }
+    }
+}
+
+/// Microseconds since the UNIX epoch of `at`, given one reading of both clocks (`base`).
+fn unix_us(base: (Instant, SystemTime), at: Instant) -> u64 {
+    let since_epoch = base.1.duration_since(UNIX_EPOCH).unwrap_or_default() + (at - base.0);
+    u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs the configured sessions: `reconnect` (at least one) connect / stream / close cycles, frames on a
+/// fixed schedule. In snapshot mode each session streams until the first ASCII frame arrives.
+pub async fn run(config: ClientConfig, observer: Option<SharedObserver>) -> Result<ClientReport> {
+    config.validate()?;
+    let start = Instant::now();
+    let creds = Credentials::load(&config).await?;
+    let mut total = ClientReport {
+        target: config.target.to_string(),
+        dialect: config.dialect.to_string(),
+        mode: config.crypto_mode().to_u8(),
+        tag: config.tag,
+        seed: config.seed,
+        ..ClientReport::default()
+    };
+    for i in 0..config.reconnect.max(1) {
+        let mut cfg = config.clone();
+        cfg.seed = config.seed.wrapping_add(u64::from(i));
+        let client = Client::connect_with(&cfg, &creds, observer.clone()).await?;
+        let outcome = drive(&client, &cfg).await;
+        let report = client.close().await;
+        total.merge(&report);
+        outcome?;
+    }
+    total.elapsed = start.elapsed();
+    Ok(total)
+}
+
+/// One session's sending schedule: frame `seq` is due at `start + seq / fps`, and that due time (not the
+/// moment of the write) is the intended send time embedded in the frame. A late frame is sent at once
+/// (no skipping), so a stall shows up as latency against the schedule.
+async fn drive(client: &Client, config: &ClientConfig) -> Result<()> {
+    let start = Instant::now();
+    let base = (start, SystemTime::now());
+    let fps = u64::from(config.fps.max(1));
+    let mut ascii = client.shared.ascii.subscribe();
+    let mut seq: u64 = 0;
+    loop {
+        let due = start + Duration::from_nanos(seq.saturating_mul(1_000_000_000) / fps);
+        let stop = match config.stop {
+            StopAfter::Frames(n) => seq >= n,
+            StopAfter::Duration(d) => due >= start + d,
+            StopAfter::Never => false,
+        };
+        if stop || (config.snapshot && *ascii.borrow() > 0) {
+            break;
+        }
+        if config.snapshot && start.elapsed() > config.snapshot_timeout {
+            return Err(ClientError::Timeout {
+                what: "the first ASCII frame",
+                after: config.snapshot_timeout,
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => {}
+            c = client.wait_closed() => return Err(ClientError::Closed { code: c.code, reason: c.reason }),
+            _ = ascii.changed(), if config.snapshot => continue,
+        }
+        client.send_frame(seq, unix_us(base, due)).await?;
+        seq += 1;
+    }
+    if config.snapshot && *ascii.borrow() == 0 {
+        // Frames were limited: keep waiting for the first ASCII frame.
+        client.wait_ascii_frames(1, config.snapshot_timeout).await?;
+    } else if !config.linger.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(config.linger) => {}
+            _ = client.wait_closed() => {}
+        }
+    }
+    Ok(())
+}
