@@ -47,7 +47,7 @@ use report::{CrashReport, Exit, LogLine, MapsSnapshot};
 pub const MIN_MAPS_INTERVAL_MS: u64 = 5;
 
 /// Output-triggered maps reads are at most this frequent, so a chatty child is not slowed down.
-const OUTPUT_SNAPSHOT_SPACING: Duration = Duration::from_millis(2);
+const OUTPUT_SNAPSHOT_SPACING: Duration = Duration::from_millis(10);
 
 /// How long to wait for the pipes to close after the child has exited.
 const PIPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -145,7 +145,14 @@ impl Shared {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) else { return };
         let mut state = self.maps.lock().expect("maps lock");
         state.last_read = Some(now);
-        if text.is_empty() {
+        // An exited child's maps read as empty; one read in the middle of exec holds only the stack.
+        // Neither can place a single frame, so neither replaces a real snapshot.
+        let has_code = text.lines().any(|l| {
+            let mut f = l.split_whitespace();
+            f.nth(1).is_some_and(|perms| perms.as_bytes().get(2) == Some(&b'x'))
+                && f.nth(3).is_some_and(|p| p.starts_with('/'))
+        });
+        if !has_code {
             return;
         }
         let snap = MapsSnapshot {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::symbolize::{self, extract, Maps, Outcome, Summary, SymbolizedFrame, Symbolizer};
+use crate::symbolize::{self, extract, Maps, Outcome, Summary, SymbolizedFrame, Symbolizer, Via};
 
 /// Most backtrace frames a report lists; when the logs hold more, the latest are kept (a crash
 /// backtrace is at the end of the output).
@@ -179,11 +179,18 @@ impl CrashReport {
             let _ = writeln!(md, "- Note: {note}");
         }
         let s = &self.summary;
+        let via_text = self
+            .frames
+            .iter()
+            .filter(|f| matches!(&f.frame.outcome, Outcome::Placed(p) if p.via == Via::BacktraceText))
+            .count();
         let _ = writeln!(
             md,
-            "\n## Backtrace addresses, symbolized\n\n{} addresses: {} placed in an object ({} named), {} conflicts, {} unplaced; {} other hex values (not code) left out.{}\n",
+            "\n## Backtrace addresses, symbolized\n\n{} addresses: {} placed in an object ({} through the maps snapshot, {} from the backtrace text alone; {} named), {} conflicts, {} unplaced; {} other hex values (not code) left out.{}\n",
             self.frames.len(),
             s.placed,
+            s.placed - via_text,
+            via_text,
             s.named,
             s.conflicts,
             s.failed,

@@ -13,11 +13,16 @@ const LIB_C: &str = r#"#include <stdlib.h>
 
 typedef void (*hook_fn)(void);
 
+static inline __attribute__((always_inline)) void inlined_abort(void)
+{
+    abort(); /* MARK:inlined-abort */
+}
+
 void crash_in_lib(hook_fn before_abort)
 {
     if (before_abort)
         before_abort(); /* MARK:lib-hook */
-    abort(); /* MARK:lib-abort */
+    inlined_abort(); /* MARK:lib-abort */
 }
 "#;
 
@@ -170,8 +175,14 @@ fn assert_crash_frames(lines: &[String], fx: &Fixture, handler_mark: &str) {
         let line = line_for(lines, object, function);
         assert!(line.contains(&format!("({place})")), "{function}: expected {place} in {line:?}");
     }
-    // libc has no DWARF here, but its symbol table still names abort on the way down.
+    // libc has no DWARF here, but its symbol table still names abort on the way down; the frame in
+    // the library shows the inlined function first, then the one it was inlined into.
     if handler_mark == "handler" {
+        let inlined = line_for(lines, "libcrash.so", "inlined_abort");
+        let place = format!("({lib_src}:{}) [inlined]", line_of(LIB_C, "inlined-abort"));
+        assert!(inlined.ends_with(&place), "expected {place} in {inlined:?}");
+        let at = lines.iter().position(|l| l == inlined).unwrap();
+        assert!(lines[at + 1].contains("[libcrash.so] crash_in_lib ("), "{lines:#?}");
         assert!(lines.iter().any(|l| l.contains("[libc.so.6] abort")), "{lines:#?}");
     }
 }
