@@ -219,32 +219,4 @@ pub fn bytes_from(data: &[u8]) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ping_bytes_match_the_spec() {
-        let ping = Packet::empty(PacketType::PING).encode();
-        assert_eq!(
-            ping,
-            [0x00, 0x00, 0x00, 0x0A, 0x5C, 0x11, 0xC4, 0xA1, 0x13, 0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        );
-        let (p, used) = Packet::decode(&Bytes::from(ping), &Limits::default()).unwrap();
-        assert_eq!((p.packet_type, used), (PacketType::PING, 22));
-    }
-
-    #[test]
-    fn crc_mismatch_carries_both_values() {
-        let mut bytes = Packet::new(PacketType::STREAM_START, vec![0, 0, 0, 1]).encode();
-        bytes[25] ^= 1;
-        let err = Packet::decode(&Bytes::from(bytes), &Limits::default()).unwrap_err();
-        assert_eq!(
-            err,
-            CodecError::CrcMismatch {
-                packet_type: PacketType::STREAM_START,
-                expected: 0xBA0C_C8C4,
-                actual: crate::crc::crc32c(&[0, 0, 0, 0])
-            }
-        );
-    }
-}
+mod tests;

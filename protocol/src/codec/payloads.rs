@@ -8,8 +8,9 @@
 //! harness can send bad values on purpose. CLIENT_CAPABILITIES' semantic rules are apart, in
 //! [`ClientCapabilities::validate`], because the server checks them after parsing (1.4 (c)).
 //!
-//! Key-exchange payloads (KEY_EXCHANGE_INIT/RESP, AUTH_RESPONSE, SERVER_AUTH_RESP) belong to `crate::crypto`
-//! and stay [`Payload::Raw`] here, as do ENCRYPTED, CLIENT_HELLO, the rekey types and the legacy 2000-2002.
+//! The key-exchange payloads are `crate::crypto::messages` types, wrapped here. AUTH_RESPONSE stays
+//! [`Payload::Raw`]: its layout depends on the challenge (password or key form, overlapping sizes), so the
+//! handshake decodes it. ENCRYPTED, CLIENT_HELLO, the rekey types and the legacy 2000-2002 stay raw too.
 
 mod handshake;
 mod media;
@@ -26,6 +27,7 @@ use std::borrow::Cow;
 
 use super::validate::check_size;
 use super::{CodecError, Dialect, Limits, Packet, PacketType, SizeRule};
+use crate::crypto::messages::{KeyExchangeInit, KeyExchangeResp, ServerAuthResp};
 
 /// Adds `PACKET_TYPE`, `encode` and `to_packet` to a payload struct that has `encode_into`.
 macro_rules! payload_boilerplate {
@@ -100,6 +102,9 @@ pub enum Payload {
     CryptoParameters(CryptoParameters),
     AuthChallenge(AuthChallenge),
     AuthFailed(AuthFailed),
+    KeyExchangeInit(KeyExchangeInit),
+    KeyExchangeResp(KeyExchangeResp),
+    ServerAuthResp(ServerAuthResp),
     ErrorMessage(ErrorMessage),
     RemoteLog(RemoteLog),
     AsciiFrame(AsciiFrame),
@@ -148,6 +153,9 @@ impl Payload {
             T::CRYPTO_PARAMETERS => Payload::CryptoParameters(CryptoParameters::decode(p)?),
             T::CRYPTO_AUTH_CHALLENGE => Payload::AuthChallenge(AuthChallenge::decode(p)?),
             T::CRYPTO_AUTH_FAILED => Payload::AuthFailed(AuthFailed::decode(p)?),
+            T::CRYPTO_KEY_EXCHANGE_INIT => Payload::KeyExchangeInit(KeyExchangeInit::decode(p)?),
+            T::CRYPTO_KEY_EXCHANGE_RESP => Payload::KeyExchangeResp(KeyExchangeResp::decode(p)?),
+            T::CRYPTO_SERVER_AUTH_RESP => Payload::ServerAuthResp(ServerAuthResp::decode(p)?),
             T::ERROR_MESSAGE => Payload::ErrorMessage(ErrorMessage::decode(p)?),
             T::REMOTE_LOG => Payload::RemoteLog(RemoteLog::decode(p)?),
             T::ASCII_FRAME => Payload::AsciiFrame(AsciiFrame::decode_with_limit(p, limits.max_ascii_text)?),
@@ -180,6 +188,9 @@ impl Payload {
             Payload::CryptoParameters(_) => T::CRYPTO_PARAMETERS,
             Payload::AuthChallenge(_) => T::CRYPTO_AUTH_CHALLENGE,
             Payload::AuthFailed(_) => T::CRYPTO_AUTH_FAILED,
+            Payload::KeyExchangeInit(_) => T::CRYPTO_KEY_EXCHANGE_INIT,
+            Payload::KeyExchangeResp(_) => T::CRYPTO_KEY_EXCHANGE_RESP,
+            Payload::ServerAuthResp(_) => T::CRYPTO_SERVER_AUTH_RESP,
             Payload::ErrorMessage(_) => T::ERROR_MESSAGE,
             Payload::RemoteLog(_) => T::REMOTE_LOG,
             Payload::AsciiFrame(_) => T::ASCII_FRAME,
@@ -210,6 +221,9 @@ impl Payload {
             Payload::CryptoParameters(x) => x.to_packet(),
             Payload::AuthChallenge(x) => x.to_packet(),
             Payload::AuthFailed(x) => x.to_packet(),
+            Payload::KeyExchangeInit(x) => Packet::new(self.packet_type(), x.encode()),
+            Payload::KeyExchangeResp(x) => Packet::new(self.packet_type(), x.encode()),
+            Payload::ServerAuthResp(x) => Packet::new(self.packet_type(), x.encode()),
             Payload::ErrorMessage(x) => x.to_packet(),
             Payload::RemoteLog(x) => x.to_packet(),
             Payload::AsciiFrame(x) => x.to_packet(),
@@ -248,6 +262,9 @@ from_payload_struct!(
     CryptoParameters,
     AuthChallenge,
     AuthFailed,
+    KeyExchangeInit,
+    KeyExchangeResp,
+    ServerAuthResp,
     ErrorMessage,
     RemoteLog,
     AsciiFrame,
