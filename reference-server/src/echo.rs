@@ -1,0 +1,95 @@
+//! `--echo`: a plain RFC 6455 echo endpoint on the WebSocket port, no ACIP (issue 4): a transport baseline
+//! and a target for WebSocket conformance tools. Messages (fragmented or not) come back as one frame of the
+//! same opcode; PING gets PONG; CLOSE is answered and ends the connection. Text must be UTF-8 (1007).
+
+use acip::ws::{encode_frame, FrameDecoder, FrameDecoderConfig, OpCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::hub::Shared;
+use crate::serve::READ_BUF;
+
+/// Runs the echo loop on an upgraded connection. One task reads and writes, so there is one writer.
+pub(crate) async fn run(mut stream: TcpStream, leftover: Vec<u8>, shared: &Shared) {
+    let limits = shared.config.limits;
+    let mut frames = FrameDecoder::with_config(FrameDecoderConfig {
+        max_frame: limits.max_ws_frame,
+        require_mask: Some(true),
+        strict_length: false,
+    });
+    frames.handle_bytes(&leftover);
+    let mut message: Option<(OpCode, Vec<u8>)> = None;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        while let Some(f) = frames.poll_frame() {
+            let (close, reply) = match f {
+                Err(e) => (true, close_frame(1002, &e.to_string())),
+                Ok(frame) => match frame.opcode {
+                    OpCode::Ping => (false, frame_bytes(OpCode::Pong, &frame.payload)),
+                    OpCode::Pong => (false, Vec::new()),
+                    OpCode::Close => {
+                        let code = frame.payload.get(..2).map_or(1000, |c| u16::from_be_bytes([c[0], c[1]]));
+                        (true, close_frame(code, ""))
+                    }
+                    OpCode::Text | OpCode::Binary if message.is_some() => {
+                        (true, close_frame(1002, "data frame before the previous message's FIN"))
+                    }
+                    OpCode::Continuation if message.is_none() => {
+                        (true, close_frame(1002, "continuation without a message in progress"))
+                    }
+                    OpCode::Reserved(v) => (true, close_frame(1002, &format!("reserved opcode 0x{v:X}"))),
+                    op => {
+                        let (opcode, mut data) =
+                            message.take().unwrap_or((op, Vec::with_capacity(frame.payload.len())));
+                        data.extend_from_slice(&frame.payload);
+                        if data.len() > limits.max_ws_message {
+                            (true, close_frame(1009, "message too large"))
+                        } else if !frame.fin {
+                            message = Some((opcode, data));
+                            (false, Vec::new())
+                        } else if opcode == OpCode::Text && std::str::from_utf8(&data).is_err() {
+                            (true, close_frame(1007, "text message is not UTF-8"))
+                        } else {
+                            (false, frame_bytes(opcode, &data))
+                        }
+                    }
+                },
+            };
+            if !reply.is_empty() && stream.write_all(&reply).await.is_err() {
+                return;
+            }
+            if close {
+                let _ = stream.shutdown().await;
+                return;
+            }
+        }
+        let n = tokio::select! {
+            r = stream.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = crate::hub::until_true(&mut shutdown) => {
+                let _ = stream.write_all(&close_frame(1001, "server shutting down")).await;
+                return;
+            }
+        };
+        frames.handle_bytes(&buf[..n]);
+    }
+}
+
+fn frame_bytes(op: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    encode_frame(op, true, None, payload, &mut out);
+    out
+}
+
+fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    let mut end = reason.len().min(acip::ws::MAX_CONTROL_PAYLOAD - 2);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    p.extend_from_slice(&reason.as_bytes()[..end]);
+    frame_bytes(OpCode::Close, &p)
+}

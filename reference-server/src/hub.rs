@@ -1,0 +1,207 @@
+//! State shared by all connections of one server: the slot pool (ACIP-SPEC.md 7.1), the registry of
+//! connections and of active clients (whose latest frames make up the grid, 7.4), and the statistics of
+//! connections that have ended.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use acip::stats::{Counters, Stage, StageHistograms};
+use acip::PacketType;
+use tokio::sync::watch;
+
+use crate::config::ServerConfig;
+use crate::conn::Outbox;
+use crate::render::RgbFrame;
+use crate::slots::{SlotLease, Slots};
+
+/// Locks a mutex, ignoring poisoning: every critical section here only updates counters and maps, so
+/// the data stays consistent even if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Ws,
+}
+
+/// Per-connection timings and counters.
+#[derive(Debug, Default)]
+pub(crate) struct ConnStats {
+    pub stages: StageHistograms,
+    pub counters: Counters,
+}
+
+/// One connection, from accept to teardown.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub id: u64,
+    pub transport: Transport,
+    pub peer: SocketAddr,
+    pub stats: Mutex<ConnStats>,
+    /// Life-cycle phase, for `/stats` (`handshake`, `active`, `closing`).
+    pub phase: Mutex<&'static str>,
+    /// Set to `true` to end the connection (kick, server shutdown, a task that failed).
+    pub closing: watch::Sender<bool>,
+}
+
+impl ConnInfo {
+    pub fn record(&self, stage: Stage, d: std::time::Duration) {
+        lock(&self.stats).stages.record(stage, d);
+    }
+    pub fn count_rx(&self, t: PacketType, wire: usize) {
+        lock(&self.stats).counters.count_rx(t, wire);
+    }
+    pub fn count_tx(&self, t: PacketType, wire: usize) {
+        lock(&self.stats).counters.count_tx(t, wire);
+    }
+    pub fn count_drop(&self, reason: &str) {
+        lock(&self.stats).counters.count_drop(reason);
+    }
+    pub fn count_error(&self, kind: &str) {
+        lock(&self.stats).counters.count_error(kind);
+    }
+    pub fn set_phase(&self, phase: &'static str) {
+        *lock(&self.phase) = phase;
+    }
+    /// Asks every task of this connection to stop.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+}
+
+/// What the renderer needs to know about a client (from its CLIENT_CAPABILITIES).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RenderCaps {
+    pub width: u16,
+    pub height: u16,
+    pub fps: u8,
+}
+
+/// A client past CLIENT_CAPABILITIES: a source in the grid and a receiver of ASCII frames.
+#[derive(Debug)]
+pub(crate) struct ClientEntry {
+    pub conn: Arc<ConnInfo>,
+    pub caps: Mutex<RenderCaps>,
+    /// Latest IMAGE_FRAME (latest wins; the replaced frame is simply superseded, as in the real server).
+    pub latest: Mutex<Option<Arc<RgbFrame>>>,
+    pub outbox: Outbox,
+}
+
+/// Server-wide state.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub slots: Slots,
+    pub conns: Mutex<BTreeMap<u64, Arc<ConnInfo>>>,
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+    /// Stats of ended connections, merged in at teardown, plus server-level events (SERVER_FULL, HTTP).
+    pub retired: Mutex<ConnStats>,
+    pub next_id: AtomicU64,
+    pub started: Instant,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig, shutdown: watch::Receiver<bool>) -> Self {
+        let slots = Slots::new(config.slot_capacity, config.max_clients);
+        Shared {
+            config,
+            slots,
+            conns: Mutex::new(BTreeMap::new()),
+            clients: Mutex::new(BTreeMap::new()),
+            retired: Mutex::new(ConnStats::default()),
+            next_id: AtomicU64::new(1),
+            started: Instant::now(),
+            shutdown,
+        }
+    }
+
+    /// Registers a new connection.
+    pub fn open_conn(&self, transport: Transport, peer: SocketAddr) -> Arc<ConnInfo> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (closing, _) = watch::channel(false);
+        let info = Arc::new(ConnInfo {
+            id,
+            transport,
+            peer,
+            stats: Mutex::new(ConnStats::default()),
+            phase: Mutex::new("handshake"),
+            closing,
+        });
+        lock(&info.stats).counters.connections_opened += 1;
+        lock(&self.conns).insert(id, info.clone());
+        info
+    }
+
+    /// Unregisters a connection and keeps its statistics.
+    pub fn retire_conn(&self, info: &ConnInfo) {
+        lock(&self.conns).remove(&info.id);
+        let s = lock(&info.stats);
+        let mut r = lock(&self.retired);
+        r.stages.merge(&s.stages);
+        r.counters.merge(&s.counters);
+        r.counters.connections_closed += 1;
+    }
+
+    /// Counts a server-level event that belongs to no connection (e.g. `server_full`).
+    pub fn count_error(&self, kind: &str) {
+        lock(&self.retired).counters.count_error(kind);
+    }
+
+    /// Adds a client to the grid and returns the number of active clients.
+    pub fn add_client(&self, entry: Arc<ClientEntry>) -> usize {
+        let mut c = lock(&self.clients);
+        c.insert(entry.conn.id, entry);
+        c.len()
+    }
+
+    /// Removes a client from the grid; `true` if it was there.
+    pub fn remove_client(&self, id: u64) -> bool {
+        lock(&self.clients).remove(&id).is_some()
+    }
+
+    pub fn active_clients(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
+    /// The latest frame of every client that has sent one, in client order (the grid's sources).
+    pub fn grid_sources(&self) -> Vec<Arc<RgbFrame>> {
+        let clients: Vec<Arc<ClientEntry>> = lock(&self.clients).values().cloned().collect();
+        clients.iter().filter_map(|c| lock(&c.latest).clone()).collect()
+    }
+
+    /// Sends SERVER_STATE (ACIP-SPEC.md 3.14) to every active client. Never waits: a full queue counts a
+    /// drop on that connection.
+    pub fn broadcast_state(&self) {
+        let clients: Vec<Arc<ClientEntry>> = lock(&self.clients).values().cloned().collect();
+        let connected = lock(&self.conns).len() as u32;
+        let active = clients.len() as u32;
+        let mut payload = [0u8; 32];
+        payload[0..4].copy_from_slice(&connected.to_be_bytes());
+        payload[4..8].copy_from_slice(&active.to_be_bytes());
+        for c in clients {
+            c.outbox.try_send(acip::Packet::new(PacketType::SERVER_STATE, payload.to_vec()));
+        }
+    }
+
+    /// Reserves a slot for a new connection.
+    pub fn reserve_slot(&self) -> Result<SlotLease, crate::slots::SlotFull> {
+        self.slots.reserve()
+    }
+}
+
+/// Resolves once the watched flag is `true` (or its sender is gone). Returns nothing, so no borrow of
+/// the channel is held across an `.await` of the caller.
+pub(crate) async fn until_true(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}

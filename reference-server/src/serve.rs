@@ -1,0 +1,247 @@
+//! Accept loops and the life of one connection (ACIP-SPEC.md 7.2 TCP connect, 7.3 WS connect, 7.5
+//! disconnect). Per connection: one reader (this task), one dispatch task ([`crate::session`]), one writer
+//! task ([`crate::conn`]) and, once the client is active, one renderer. Teardown runs in one place,
+//! [`ConnTasks::finish`], whatever ended the connection, and releases the slot exactly once.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use acip::stats::Stage;
+use acip::stream::StreamDecoder;
+use acip::Packet;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::RX_PAUSE_QUEUE;
+use crate::conn::{run_writer, Outbox, Sink};
+use crate::crypto::ServerCrypto;
+use crate::end::End;
+use crate::hub::{lock, ConnInfo, Shared, Transport};
+use crate::session::{run_session, Inbound, SessionCtx};
+use crate::slots::SlotLease;
+
+/// The text line the real server writes to a TCP client when it is full (ACIP-SPEC.md 6.1).
+pub const SERVER_FULL_LINE: &[u8] = b"SERVER_FULL: Maximum client limit reached\n";
+/// Socket read buffer.
+pub const READ_BUF: usize = 256 * 1024;
+/// How long teardown waits for a task before aborting it (a peer that stopped reading can block a write).
+pub const TASK_GRACE: Duration = Duration::from_secs(2);
+
+/// Accepts connections until shutdown, then closes every connection it started and joins it.
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    crypto: ServerCrypto,
+    listener: TcpListener,
+    transport: Transport,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    crate::listen::tune_accepted(&stream);
+                    let (shared, crypto) = (shared.clone(), crypto.clone());
+                    match transport {
+                        Transport::Tcp => conns.spawn(serve_tcp(shared, crypto, stream, peer)),
+                        Transport::Ws => conns.spawn(crate::ws::serve_ws(shared, crypto, stream, peer)),
+                    };
+                }
+                Err(e) => {
+                    shared.count_error("accept_failed");
+                    // EMFILE and friends: back off instead of spinning.
+                    if e.raw_os_error().is_some() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = crate::hub::until_true(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    let open: Vec<Arc<ConnInfo>> =
+        lock(&shared.conns).values().filter(|c| c.transport == transport).cloned().collect();
+    for c in open {
+        c.close();
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+/// The tasks of one connection besides its reader.
+pub(crate) struct ConnTasks {
+    pub conn: Arc<ConnInfo>,
+    pub outbox: Outbox,
+    writer: JoinHandle<()>,
+    session: JoinHandle<End>,
+    renderer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    lease: Arc<SlotLease>,
+}
+
+impl ConnTasks {
+    /// Starts the writer and the dispatch task; returns the receive queue's sender for the reader.
+    pub fn start(
+        shared: &Arc<Shared>,
+        crypto: ServerCrypto,
+        conn: Arc<ConnInfo>,
+        lease: SlotLease,
+        sink: Sink,
+    ) -> (ConnTasks, mpsc::Sender<Inbound>) {
+        let cfg = &shared.config;
+        let (outbox, orx) = Outbox::new(conn.clone(), cfg.tx_queue);
+        let writer = tokio::spawn(run_writer(sink, orx, conn.clone()));
+        let depth = if cfg.faults.rx_pause { RX_PAUSE_QUEUE } else { cfg.rx_queue };
+        let (itx, irx) = mpsc::channel(depth);
+        let lease = Arc::new(lease);
+        let renderer = Arc::new(Mutex::new(None));
+        let ctx = SessionCtx {
+            shared: shared.clone(),
+            conn: conn.clone(),
+            outbox: outbox.clone(),
+            lease: lease.clone(),
+            crypto,
+            renderer: renderer.clone(),
+        };
+        let session = tokio::spawn(run_session(ctx, irx));
+        (ConnTasks { conn, outbox, writer, session, renderer, lease }, itx)
+    }
+
+    /// Teardown, whatever ended the connection: tell a WebSocket peer why (if the reader found the
+    /// problem), stop every task, drop the client from the grid, release the slot once, keep the stats.
+    pub async fn finish(self, shared: &Shared, reader_end: End) {
+        let ConnTasks { conn, outbox, writer, session, renderer, lease } = self;
+        conn.set_phase("closing");
+        lease.drain();
+        if let Some(kind) = reader_end.kind() {
+            conn.count_error(kind);
+            if !conn.is_closing() {
+                let (code, reason) = reader_end.ws_close();
+                let _ = tokio::time::timeout(TASK_GRACE, outbox.close(code, reason)).await;
+            }
+        }
+        conn.close();
+        if let Some(end) = join_or_abort(session).await {
+            if let Some(kind) = end.kind() {
+                conn.count_error(kind);
+            }
+        }
+        if shared.remove_client(conn.id) {
+            shared.broadcast_state();
+        }
+        let r = lock(&renderer).take();
+        if let Some(r) = r {
+            join_or_abort(r).await;
+        }
+        drop(outbox);
+        join_or_abort(writer).await;
+        if conn.transport == Transport::Ws && shared.config.faults.slot_leak {
+            lease.leak();
+        } else if !lease.release() {
+            conn.count_error("double_release");
+        }
+        shared.retire_conn(&conn);
+    }
+}
+
+async fn join_or_abort<T>(mut h: JoinHandle<T>) -> Option<T> {
+    match tokio::time::timeout(TASK_GRACE, &mut h).await {
+        Ok(r) => r.ok(),
+        Err(_) => {
+            h.abort();
+            None
+        }
+    }
+}
+
+/// Hands a decoded packet to the dispatch task; waits (back-pressure) when the queue is full.
+/// `false` when the dispatch task has gone.
+pub(crate) async fn push(itx: &mpsc::Sender<Inbound>, conn: &ConnInfo, packet: Packet, wire: usize) -> bool {
+    let inb = Inbound { packet, wire, queued: Instant::now() };
+    match itx.try_send(inb) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(inb)) => {
+            // Not a drop: the reader stops reading until there is room, so the peer sees TCP back-pressure.
+            conn.count_error("rx_queue_full_stall");
+            itx.send(inb).await.is_ok()
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// One TCP client: slot, tasks, reader loop, teardown.
+async fn serve_tcp(shared: Arc<Shared>, crypto: ServerCrypto, stream: TcpStream, peer: SocketAddr) {
+    let lease = match shared.reserve_slot() {
+        Ok(l) => l,
+        Err(full) => {
+            shared.count_error(match full {
+                crate::slots::SlotFull::ActiveLimit { .. } => "server_full",
+                crate::slots::SlotFull::NoSlots { .. } => "no_slots",
+            });
+            let mut stream = stream;
+            let _ = tokio::time::timeout(TASK_GRACE, async {
+                use tokio::io::AsyncWriteExt;
+                stream.write_all(SERVER_FULL_LINE).await?;
+                stream.shutdown().await
+            })
+            .await;
+            return;
+        }
+    };
+    let conn = shared.open_conn(Transport::Tcp, peer);
+    let (r, w) = stream.into_split();
+    let (tasks, itx) = ConnTasks::start(&shared, crypto, conn.clone(), lease, Sink::Tcp(w));
+    let end = read_tcp(r, &itx, &conn, &shared).await;
+    drop(itx);
+    tasks.finish(&shared, end).await;
+}
+
+/// Reads the TCP byte stream into packets (ACIP-SPEC.md 6.1) with the idle timeout of 1.4 (b).
+async fn read_tcp(
+    mut r: OwnedReadHalf,
+    itx: &mpsc::Sender<Inbound>,
+    conn: &ConnInfo,
+    shared: &Shared,
+) -> End {
+    let idle = shared.config.tcp_idle_timeout;
+    let mut dec = StreamDecoder::new(shared.config.limits);
+    let mut buf = vec![0u8; READ_BUF];
+    let mut closing = conn.closing.subscribe();
+    // When the first byte of the packet being assembled arrived.
+    let mut first: Option<Instant> = None;
+    loop {
+        let n = tokio::select! {
+            r = tokio::time::timeout(idle, r.read(&mut buf)) => match r {
+                Err(_) => return End::IdleTimeout(idle),
+                Ok(Ok(0)) if dec.is_at_boundary() => return End::Eof,
+                Ok(Ok(0)) => return End::EofMidPacket { buffered: dec.buffered() },
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return End::Io(e.to_string()),
+            },
+            _ = crate::hub::until_true(&mut closing) => return End::Closing,
+        };
+        let now = Instant::now();
+        first.get_or_insert(now);
+        dec.handle_bytes(&buf[..n]);
+        while let Some(p) = dec.poll_packet() {
+            match p {
+                Ok(packet) => {
+                    if let Some(f) = first.take() {
+                        conn.record(Stage::ServerAssembly, now - f);
+                    }
+                    let wire = packet.wire_len();
+                    if !push(itx, conn, packet, wire).await {
+                        return End::ReaderDone;
+                    }
+                }
+                Err(e) => return End::Codec(e),
+            }
+        }
+        if dec.buffered() > 0 {
+            first.get_or_insert(now);
+        }
+    }
+}

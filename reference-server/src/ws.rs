@@ -1,0 +1,222 @@
+//! WebSocket connections (ACIP-SPEC.md 6.2, 7.3; RFC 6455): the HTTP upgrade, then RFC 6455 frames from
+//! `acip::ws::FrameDecoder` (client frames must be masked: an unmasked one is closed with 1002). The `feb`
+//! dialect reassembles one message = one packet with `acip::ws::Reassembler` (fragment timing, gaps, the
+//! reassembly timeout); `head` treats all data frames as one byte stream for `acip::stream::StreamDecoder`.
+//!
+//! Deliberately stricter than the real WebSocket path, which checks neither magic nor CRC (1.4 (c)): a
+//! packet with a bad magic or CRC closes the connection with 1002 and a reason naming the error, so a
+//! harness sees malformed input rejected on both transports. Unknown packet types are dropped and counted,
+//! as the real server does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use acip::stats::Stage;
+use acip::stream::StreamDecoder;
+use acip::ws::{
+    encode_frame, feed_head_stream, FrameDecoder, FrameDecoderConfig, OpCode, Reassembler, ReassemblerConfig,
+    ReassemblyEvent,
+};
+use acip::{Dialect, Packet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::conn::{Outbound, Sink};
+use crate::crypto::ServerCrypto;
+use crate::end::End;
+use crate::http::{self, Route};
+use crate::hub::{ConnInfo, Shared, Transport};
+use crate::serve::{push, ConnTasks, READ_BUF};
+use crate::session::Inbound;
+
+/// Close code for "try again later" (RFC 6455 7.4.1, registered 1013): the server is full.
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+
+/// One connection on the WebSocket port.
+pub(crate) async fn serve_ws(
+    shared: Arc<Shared>,
+    crypto: ServerCrypto,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let (req, leftover) = match http::read_head(&mut stream).await {
+        Ok(r) => r,
+        Err(e) => {
+            shared.count_error(e.kind());
+            if matches!(e, http::HeadError::Malformed(_) | http::HeadError::TooLarge) {
+                let _ =
+                    http::respond(&mut stream, "400 Bad Request", "text/plain", "", "bad request\n").await;
+            }
+            return;
+        }
+    };
+    let (accept, acip) = match http::route(&req) {
+        Route::Upgrade { accept, acip } => (accept, acip),
+        Route::Health => {
+            let _ = http::respond(&mut stream, "200 OK", "application/json", "", &http::health_json()).await;
+            return;
+        }
+        Route::Stats => {
+            let body = serde_json::to_string(&crate::stats::snapshot(&shared)).unwrap_or_default();
+            let _ = http::respond(&mut stream, "200 OK", "application/json", "", &body).await;
+            return;
+        }
+        Route::Reply { status, body, extra } => {
+            shared.count_error("http_rejected");
+            let _ = http::respond(&mut stream, status, "text/plain", extra, &body).await;
+            return;
+        }
+    };
+    if stream.write_all(http::upgrade_response(&accept, acip).as_bytes()).await.is_err() {
+        return;
+    }
+    if shared.config.echo {
+        crate::echo::run(stream, leftover, &shared).await;
+        return;
+    }
+    let lease = match shared.reserve_slot() {
+        Ok(l) => l,
+        Err(full) => {
+            shared.count_error(match full {
+                crate::slots::SlotFull::ActiveLimit { .. } => "server_full",
+                crate::slots::SlotFull::NoSlots { .. } => "no_slots",
+            });
+            let mut payload = CLOSE_TRY_AGAIN_LATER.to_be_bytes().to_vec();
+            payload.extend_from_slice(format!("SERVER_FULL: {full}").as_bytes());
+            payload.truncate(acip::ws::MAX_CONTROL_PAYLOAD);
+            let mut out = Vec::new();
+            encode_frame(OpCode::Close, true, None, &payload, &mut out);
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    let conn = shared.open_conn(Transport::Ws, peer);
+    let (r, w) = stream.into_split();
+    let sink = Sink::Ws { w, fragment: shared.config.ws_fragment };
+    let (tasks, itx) = ConnTasks::start(&shared, crypto, conn.clone(), lease, sink);
+    let end = read_ws(r, leftover, &itx, &tasks, &shared).await;
+    drop(itx);
+    tasks.finish(&shared, end).await;
+}
+
+/// Reads frames until the connection ends.
+async fn read_ws(
+    mut r: OwnedReadHalf,
+    leftover: Vec<u8>,
+    itx: &mpsc::Sender<Inbound>,
+    tasks: &ConnTasks,
+    shared: &Shared,
+) -> End {
+    let cfg = &shared.config;
+    let conn: &ConnInfo = &tasks.conn;
+    let mut frames = FrameDecoder::with_config(FrameDecoderConfig {
+        max_frame: cfg.limits.max_ws_frame,
+        require_mask: Some(true),
+        strict_length: false,
+    });
+    let mut reasm =
+        Reassembler::new(ReassemblerConfig::from_limits(&cfg.limits).with_timeout(cfg.reassembly_timeout));
+    let mut stream = StreamDecoder::new(cfg.limits);
+    let mut stream_first: Option<Instant> = None;
+    let mut closing = conn.closing.subscribe();
+    let mut buf = vec![0u8; READ_BUF];
+    frames.handle_bytes(&leftover);
+    let idle = cfg.ws_idle_timeout;
+    loop {
+        let now = Instant::now();
+        while let Some(f) = frames.poll_frame() {
+            let frame = match f {
+                Ok(f) => f,
+                Err(e) => return End::Frame(e),
+            };
+            if frame.opcode.is_control() {
+                match frame.opcode {
+                    OpCode::Ping => {
+                        tasks.outbox.send_msg(Outbound::WsPong(frame.payload)).await;
+                    }
+                    OpCode::Close => {
+                        let code = frame.payload.get(..2).map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                        tasks.outbox.close(1000, "bye").await;
+                        return End::PeerClose(code);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            match cfg.dialect {
+                Dialect::Feb => match reasm.handle_frame(frame, now) {
+                    Ok(Some(ReassemblyEvent::Message(m))) => {
+                        conn.record(Stage::ServerAssembly, m.last_at - m.first_at);
+                        for g in &m.gaps {
+                            conn.record(Stage::FragmentGap, *g);
+                        }
+                        let wire = m.data.len();
+                        let packet = match Packet::decode_exact(m.data, &cfg.limits) {
+                            Ok(p) => p,
+                            Err(e) => return End::Codec(e),
+                        };
+                        if !push(itx, conn, packet, wire).await {
+                            return End::ReaderDone;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return End::Reassembly(e),
+                },
+                Dialect::Head => {
+                    stream_first.get_or_insert(now);
+                    feed_head_stream(&frame, &mut stream);
+                    while let Some(p) = stream.poll_packet() {
+                        match p {
+                            Ok(packet) => {
+                                if let Some(f) = stream_first.take() {
+                                    conn.record(Stage::ServerAssembly, now - f);
+                                }
+                                let wire = packet.wire_len();
+                                if !push(itx, conn, packet, wire).await {
+                                    return End::ReaderDone;
+                                }
+                            }
+                            Err(e) => return End::Codec(e),
+                        }
+                    }
+                    if stream.buffered() > 0 {
+                        stream_first.get_or_insert(now);
+                    }
+                }
+            }
+        }
+        let deadline = reasm.poll_timeout();
+        let n = tokio::select! {
+            res = tokio::time::timeout(idle, r.read(&mut buf)) => match res {
+                Err(_) => return End::IdleTimeout(idle),
+                Ok(Ok(0)) if frames.is_at_boundary() && !reasm.in_progress() && stream.is_at_boundary() => {
+                    return End::Eof
+                }
+                Ok(Ok(0)) => {
+                    return End::EofMidPacket { buffered: frames.buffered() + reasm.buffered() + stream.buffered() }
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return End::Io(e.to_string()),
+            },
+            _ = sleep_until(deadline) => {
+                if let Err(e) = reasm.handle_timeout(Instant::now()) {
+                    return End::Reassembly(e);
+                }
+                0
+            }
+            _ = crate::hub::until_true(&mut closing) => return End::Closing,
+        };
+        frames.handle_bytes(&buf[..n]);
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
