@@ -177,7 +177,8 @@ pub fn render_frame(f: &SymbolizedFrame) -> Vec<String> {
                     _ => String::new(),
                 };
                 let inlined = if sf.inlined { " [inlined]" } else { "" };
-                format!("{addr} [{}] {name}{place}{inlined}", object_name(&p.object))
+                let replaced = if p.warning.is_some() { " [object replaced?]" } else { "" };
+                format!("{addr} [{}] {name}{place}{inlined}{replaced}", object_name(&p.object))
             })
             .collect(),
         Outcome::Placed(p) => {
@@ -209,7 +210,15 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
         (Some(pid), _) => Some(read_pid_maps(*pid)?),
         (None, Some(path)) => {
             let shown = path.display().to_string();
-            let text = std::fs::read(path).map_err(|e| crate::Error::io(format!("reading {shown}"), e))?;
+            let mut text = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| {
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(f, maps::MAX_MAPS_BYTES as u64 + 1),
+                        &mut text,
+                    )
+                })
+                .map_err(|e| crate::Error::io(format!("reading {shown}"), e))?;
             let maps = Maps::parse(&String::from_utf8_lossy(&text))
                 .map_err(|e| crate::Error::Input { path: shown, reason: e.to_string() })?;
             Some(maps)

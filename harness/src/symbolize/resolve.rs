@@ -62,6 +62,10 @@ pub struct Placement {
     pub via: Via,
     /// Empty when neither DWARF nor a symbol table covers the address.
     pub frames: Vec<SourceFrame>,
+    /// Set when the file on disk is not the one that was mapped (its inode differs from the maps
+    /// line's): it was probably rebuilt since, and the names may be wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl Placement {
@@ -107,6 +111,7 @@ struct Segment {
 /// An object file opened for lookups.
 struct ObjectInfo {
     loader: addr2line::Loader,
+    inode: u64,
     segments: Vec<Segment>,
     /// Defined symbols by name (`.symtab` and `.dynsym`), for `func+0x10` backtrace text.
     symbols: HashMap<String, u64>,
@@ -204,7 +209,21 @@ impl Symbolizer {
                 offset: file_offset,
             })?;
         let frames = self.lookup(&info, vaddr);
-        Ok(Placement { object: path.into(), file_offset: Some(file_offset), vaddr, via: Via::Maps, frames })
+        let warning = (m.inode != 0 && m.inode != info.inode).then(|| {
+            format!(
+                "{path} now has inode {} but inode {} was mapped: it was replaced since (or lives on an overlay \
+                 filesystem); names may be wrong",
+                info.inode, m.inode
+            )
+        });
+        Ok(Placement {
+            object: path.into(),
+            file_offset: Some(file_offset),
+            vaddr,
+            via: Via::Maps,
+            frames,
+            warning,
+        })
     }
 
     fn place_by_hint(&mut self, hint: &TextHint) -> Result<Placement, SymbolizeError> {
@@ -220,7 +239,7 @@ impl Symbolizer {
         let vaddr = base.wrapping_add_signed(hint.offset);
         let frames = self.lookup(&info, vaddr);
         let object = path.display().to_string();
-        Ok(Placement { object, file_offset: None, vaddr, via: Via::BacktraceText, frames })
+        Ok(Placement { object, file_offset: None, vaddr, via: Via::BacktraceText, frames, warning: None })
     }
 
     fn lookup(&self, info: &ObjectInfo, vaddr: u64) -> Vec<SourceFrame> {
@@ -313,7 +332,7 @@ fn open_object(path: &Path) -> Result<ObjectInfo, SymbolizeError> {
     }
     let loader = addr2line::Loader::new(path)
         .map_err(|e| SymbolizeError::ObjectUnreadable { path: shown(), reason: e.to_string() })?;
-    Ok(ObjectInfo { loader, segments, symbols })
+    Ok(ObjectInfo { loader, inode: std::os::unix::fs::MetadataExt::ino(&meta), segments, symbols })
 }
 
 #[cfg(test)]
