@@ -10,14 +10,14 @@
 //! Randomness is an input, like time: every state machine draws from a `ChaCha20Rng` seeded from
 //! [`HandshakeConfig::rng_seed`], so a run can be replayed. The shells pass real entropy as the seed.
 
-mod auxiliary;
-
 pub mod handshake;
 #[cfg(test)]
 mod kat_tests;
 pub mod messages;
 pub mod primitives;
 pub mod session;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 

@@ -6,10 +6,10 @@ use ed25519_dalek::{Signer, VerifyingKey};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::{verify_signature, Core, HandshakeEvent, SignatureCheck};
-use crate::codec::{Dialect, Packet, PacketType, SizeRule};
-use crate::crypto::auxiliary::{
+use crate::codec::payloads::{
     AuthChallenge, AuthFailed, CryptoCapabilities, CryptoParameters, ProtocolVersion,
 };
+use crate::codec::{Dialect, Packet, PacketType, SizeRule};
 use crate::crypto::messages::{
     AuthResponse, KeyExchangeInit, KeyExchangeResp, RespExtension, SignedIdentity,
 };
@@ -86,7 +86,7 @@ impl ClientHandshake {
                 c.core.events.push_back(HandshakeEvent::Completed { encrypted: false, peer_identity: None })
             }
             (Transport::Tcp, _) => {
-                let pv = ProtocolVersion { version: 1, revision: 0, supports_encryption: mode.to_u8() };
+                let pv = ProtocolVersion::new(mode.to_u8());
                 c.core.send(PacketType::PROTOCOL_VERSION, pv.encode());
             }
             (Transport::WebSocket, _) => {}
@@ -138,16 +138,7 @@ impl ClientHandshake {
                 if pv.supports_encryption != sent {
                     return Err(HandshakeError::ModeMismatch { sent, echoed: pv.supports_encryption });
                 }
-                let auth = self.core.config.mode.to_u8() & 0x02 != 0;
-                let caps = CryptoCapabilities {
-                    supported_kex: 1,
-                    supported_auth: 1,
-                    supported_cipher: 1,
-                    requires_verification: 0,
-                    preferred_kex: 1,
-                    preferred_auth: auth as u8,
-                    preferred_cipher: self.encrypt as u8,
-                };
+                let caps = CryptoCapabilities::for_mode(sent);
                 self.core.send(PacketType::CRYPTO_CAPABILITIES, caps.encode());
                 self.state = State::WaitParameters;
                 Ok(())

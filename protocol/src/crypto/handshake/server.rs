@@ -6,10 +6,10 @@ use ed25519_dalek::{Signer, VerifyingKey};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::{verify_signature, Core, HandshakeEvent, SignatureCheck};
-use crate::codec::{Dialect, Packet, PacketType};
-use crate::crypto::auxiliary::{
+use crate::codec::payloads::{
     AuthChallenge, AuthFailed, CryptoCapabilities, CryptoParameters, ProtocolVersion,
 };
+use crate::codec::{Dialect, Packet, PacketType};
 use crate::crypto::messages::{
     AuthResponse, KeyExchangeInit, KeyExchangeResp, ServerAuthResp, SignedIdentity,
 };
@@ -119,7 +119,7 @@ impl ServerHandshake {
                     Some(m) => m,
                     None => return Err(HandshakeError::UnknownMode(pv.supports_encryption)),
                 };
-                let echo = ProtocolVersion { version: 1, revision: 0, supports_encryption: mode.to_u8() };
+                let echo = ProtocolVersion::new(mode.to_u8());
                 self.core.send(PacketType::PROTOCOL_VERSION, echo.encode());
                 self.state = State::WaitCapabilities { encrypt: mode.encrypts() };
                 Ok(())
@@ -180,20 +180,9 @@ impl ServerHandshake {
     }
 
     fn send_parameters(&mut self, encrypt: bool) {
-        let has_identity = self.core.config.identity.is_some();
-        let params = CryptoParameters {
-            selected_kex: 1,
-            selected_auth: has_identity as u8,
-            selected_cipher: encrypt as u8,
-            verification_enabled: !self.core.config.client_whitelist.is_empty() as u8,
-            kex_public_key_size: 32,
-            auth_public_key_size: if has_identity { 32 } else { 0 },
-            signature_size: if has_identity { 64 } else { 0 },
-            shared_secret_size: 32,
-            nonce_size: 24,
-            mac_size: 16,
-            hmac_size: 32,
-        };
+        let config = &self.core.config;
+        let params =
+            CryptoParameters::new(config.identity.is_some(), encrypt, !config.client_whitelist.is_empty());
         self.core.send(PacketType::CRYPTO_PARAMETERS, params.encode());
     }
 
@@ -207,7 +196,7 @@ impl ServerHandshake {
     }
 
     fn send_auth_failed(&mut self, reason: AuthFailReason) {
-        self.core.send(PacketType::CRYPTO_AUTH_FAILED, AuthFailed { reason: reason.0 }.encode());
+        self.core.send(PacketType::CRYPTO_AUTH_FAILED, AuthFailed::new(reason.0).encode());
         self.core.events.push_back(HandshakeEvent::AuthFailed { reason });
     }
 
