@@ -3,6 +3,8 @@
 //! - glibc `backtrace_symbols`: `/path/lib.so(+0x1234) [0x7f...]`, `./exe(func+0x10) [0x55...]`
 //!   (with or without the space before `[`); the part in parentheses is kept as a [`TextHint`];
 //! - gdb-like `#3  0x00007f... in func () from /lib/...`;
+//! - sanitizer (ASan, UBSan, LSan) `#3 0x7f... in func (/path/lib.so+0x8aeec)`, where the
+//!   `(module+offset)` part is kept as a [`TextHint`] as well;
 //! - Rust std `   3:     0x55... - crate::func`;
 //! - any other bare `0x...` token of at least [`MIN_CODE_ADDRESS`].
 
@@ -77,7 +79,8 @@ pub fn frames_in_line(text: &str, line: usize) -> Vec<RawFrame> {
                 let clean_end =
                     end == bytes.len() || !(bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_');
                 if clean_end && addr >= MIN_CODE_ADDRESS {
-                    out.push((i, RawFrame { addr, hint: None, line }));
+                    let hint = module_offset_hint(&text[end..]);
+                    out.push((i, RawFrame { addr, hint, line }));
                 }
                 i = end;
                 continue;
@@ -132,6 +135,23 @@ fn glibc_hint_before(text: &str, bracket: usize) -> Option<(usize, TextHint)> {
     };
     let symbol = (!symbol.is_empty()).then(|| symbol.to_string());
     Some((object_start, TextHint { object: object.to_string(), symbol, offset }))
+}
+
+/// The sanitizer form `(/path/module+0x1234)` in the rest of a line, before any other address. The offset
+/// is from the module's load base, i.e. the ELF virtual address for a PIE or a `.so`.
+fn module_offset_hint(rest: &str) -> Option<TextHint> {
+    let open = rest.find('(')?;
+    if rest[..open].contains("0x") {
+        return None;
+    }
+    let inner = &rest[open + 1..];
+    let inner = &inner[..inner.find(')')?];
+    let (object, offset) = inner.rsplit_once("+0x")?;
+    if object.is_empty() || object.contains(char::is_whitespace) || !object.contains('/') {
+        return None;
+    }
+    let offset = i64::try_from(parse_address(offset)?).ok()?;
+    Some(TextHint { object: object.to_string(), symbol: None, offset })
 }
 
 /// Calls `f(line_number, line)` for every line of `reader`, lossily decoded, each cut to
@@ -205,6 +225,23 @@ mod tests {
         assert!(frames_in_line("len=0x10 flags 0xff func+0x123456 ab0x123456", 1).is_empty());
         let f = frames_in_line("a 0x400000, b 0x7f0000001000", 1);
         assert_eq!(f.iter().map(|f| f.addr).collect::<Vec<_>>(), vec![0x400000, 0x7f0000001000]);
+    }
+
+    #[test]
+    fn sanitizer_forms() {
+        let f = frames_in_line(
+            "    #2 0x7f8e9b0aeec  (/lib/x86_64-linux-gnu/libc.so.6+0x8aeec) (BuildId: 1a2b)",
+            9,
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].addr, 0x7f8e9b0aeec);
+        assert_eq!(f[0].hint, hint("/lib/x86_64-linux-gnu/libc.so.6", None, 0x8aeec));
+        let f = frames_in_line("    #0 0x55d1c2a0 in main /src/a.c:5:3", 1);
+        assert_eq!(f[0].hint, None);
+        let f = frames_in_line("    #1 0x55d1c2a0 in lws_x (./build/libwebsockets.so.19+0x1f00)", 1);
+        assert_eq!(f[0].hint, hint("./build/libwebsockets.so.19", None, 0x1f00));
+        // A parenthesis that is not a module: no hint.
+        assert_eq!(frames_in_line("at 0x7f0000001000 (something else+0x10)", 1)[0].hint, None);
     }
 
     #[test]

@@ -558,3 +558,31 @@ fn sigterm_is_forwarded_and_the_child_does_not_outlive_the_supervisor() {
     // The child (sleep, exec'd from sh) is gone: signal 0 finds no such process.
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(child_pid), None).is_err());
 }
+
+#[test]
+fn unsymbolized_sanitizer_output_is_resolved_from_its_module_offsets() {
+    let Some(fx) = fixture() else { return };
+    let dir = scratch("asan");
+    let src = "#include <stdlib.h>\nint boom(int *p) { return p[10]; } /* MARK:boom */\nint main(void) { int *p = malloc(16); int r = boom(p); free(p); return r; } /* MARK:amain */\n";
+    std::fs::write(dir.join("asan.c"), src).unwrap();
+    let built = Command::new("cc")
+        .current_dir(&dir)
+        .args(["-g", "-O0", "-fsanitize=address", "-o", "asan", "asan.c"])
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        eprintln!("SKIP: cc cannot build with -fsanitize=address here: {}", text(&built.stderr));
+        return;
+    }
+    let run = Command::new(dir.join("asan")).env("ASAN_OPTIONS", "symbolize=0").output().unwrap();
+    assert!(!run.status.success());
+    let log = dir.join("asan.txt");
+    std::fs::write(&log, &run.stderr).unwrap();
+    let out = harness().args(["symbolize", "--log"]).arg(&log).current_dir(&fx.dir).output().unwrap();
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    let asan_c = dir.join("asan.c").display().to_string();
+    let boom = line_for(&lines, "asan", "boom");
+    assert!(boom.contains(&format!("({asan_c}:{})", line_of(src, "boom"))), "{boom}");
+    let main = line_for(&lines, "asan", "main");
+    assert!(main.contains(&format!("({asan_c}:{})", line_of(src, "amain"))), "{main}");
+}
