@@ -237,7 +237,7 @@ impl SessionState {
             T::CLIENT_CAPABILITIES => {
                 let caps = ClientCapabilities::decode(&packet.payload, dialect).map_err(violation)?;
                 caps.validate().map_err(violation)?;
-                self.set_caps(ctx, &caps);
+                self.set_caps(ctx, &caps)?;
             }
             T::IMAGE_FRAME => {
                 let frame = ImageFrame::decode_bytes(&packet.payload).map_err(violation)?;
@@ -272,7 +272,7 @@ impl SessionState {
         Ok(())
     }
 
-    fn set_caps(&mut self, ctx: &SessionCtx, caps: &ClientCapabilities) {
+    fn set_caps(&mut self, ctx: &SessionCtx, caps: &ClientCapabilities) -> Result<(), End> {
         let rc = RenderCaps {
             width: caps.width,
             height: caps.height,
@@ -280,7 +280,11 @@ impl SessionState {
         };
         if let Some(c) = &self.client {
             *lock(&c.caps) = rc;
-            return;
+            return Ok(());
+        }
+        // The accept-time check races with other activations; this one is exact.
+        if let Err(full) = ctx.lease.activate() {
+            return Err(End::Unusable { kind: "server_full", reason: format!("SERVER_FULL: {full}") });
         }
         let entry = Arc::new(ClientEntry {
             conn: ctx.conn.clone(),
@@ -288,13 +292,13 @@ impl SessionState {
             latest: Mutex::new(None),
             outbox: ctx.outbox.clone(),
         });
-        ctx.lease.activate();
         ctx.conn.set_phase("active");
         ctx.shared.add_client(entry.clone());
         let handle = tokio::spawn(run_renderer(ctx.shared.clone(), entry.clone()));
         *lock(&ctx.renderer) = Some(handle);
         self.client = Some(entry);
         ctx.shared.broadcast_state();
+        Ok(())
     }
 
     fn store_frame(&mut self, ctx: &SessionCtx, frame: ImageFrame) {

@@ -1,17 +1,18 @@
-//! Slot leases over the client-slot pool (ACIP-SPEC.md 7.1): `slot_capacity` array slots (32), of which
-//! at most `max_clients` (9) may be active. A lease is taken at accept, activated by CLIENT_CAPABILITIES,
-//! drained when teardown starts and released exactly once when every task of the connection has ended.
-//! `--fault slot-leak` drains a WebSocket lease without releasing it, as before fix 4dce9818.
+//! Slot leases over `acip::slots::SlotPool` (ACIP-SPEC.md 7.1): `slot_capacity` array slots (32), of which
+//! at most `max_clients` (9) may be active. A lease is taken at accept (refused with SERVER_FULL when the
+//! active limit is reached or the array is full), activated by CLIENT_CAPABILITIES, drained when teardown
+//! starts and released exactly once when every task of the connection has ended. `--fault slot-leak`
+//! drains a WebSocket lease without releasing it, as before fix 4dce9818.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::hub::lock;
+use acip::slots::{SlotError, SlotHandle, SlotPool};
 
 /// Why no slot was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SlotFull {
-    /// `--max-clients` connections are already active (or being set up).
+    /// `--max-clients` clients are already active.
     #[error("Maximum client limit reached ({max} clients)")]
     ActiveLimit { max: usize },
     /// Every array slot is taken (also by leaked ones).
@@ -19,64 +20,58 @@ pub enum SlotFull {
     NoSlots { capacity: usize },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Free,
-    Reserved,
-    Active,
-    Draining,
-}
-
-#[derive(Debug)]
-struct Pool {
-    slots: Vec<State>,
-    max_active: usize,
-    releases: u64,
-    double_releases: u64,
-}
-
-impl Pool {
-    fn counting(&self) -> usize {
-        self.slots.iter().filter(|s| matches!(s, State::Reserved | State::Active)).count()
+impl From<SlotError> for SlotFull {
+    fn from(e: SlotError) -> Self {
+        match e {
+            SlotError::ActiveLimit { max_active } => SlotFull::ActiveLimit { max: max_active },
+            SlotError::Full { capacity } => SlotFull::NoSlots { capacity },
+            // Stale or wrong-state handles cannot come out of `reserve`/`activate` on a fresh lease; map
+            // them to the array error rather than panic.
+            _ => SlotFull::NoSlots { capacity: 0 },
+        }
     }
 }
 
 /// The pool, shared by all connections.
 #[derive(Debug, Clone)]
 pub struct Slots {
-    pool: Arc<Mutex<Pool>>,
+    pool: Arc<SlotPool>,
+    double_releases: Arc<AtomicU64>,
 }
 
 impl Slots {
     pub fn new(capacity: usize, max_active: usize) -> Self {
-        let pool = Pool { slots: vec![State::Free; capacity], max_active, releases: 0, double_releases: 0 };
-        Slots { pool: Arc::new(Mutex::new(pool)) }
+        Slots { pool: Arc::new(SlotPool::new(capacity, max_active)), double_releases: Arc::default() }
     }
 
-    /// Takes a free slot, if the active limit and the array allow it.
+    /// Takes a free slot if fewer than `max_clients` clients are active and the array has room.
     pub fn reserve(&self) -> Result<SlotLease, SlotFull> {
-        let mut p = lock(&self.pool);
-        if p.counting() >= p.max_active {
-            return Err(SlotFull::ActiveLimit { max: p.max_active });
+        // The real server refuses at accept when the active limit is reached (ACIP-SPEC.md 7.2). The check
+        // races with concurrent activations; `activate` enforces the limit exactly.
+        if self.pool.active() >= self.pool.max_active() {
+            return Err(SlotFull::ActiveLimit { max: self.pool.max_active() });
         }
-        let capacity = p.slots.len();
-        let index = p.slots.iter().position(|s| *s == State::Free).ok_or(SlotFull::NoSlots { capacity })?;
-        p.slots[index] = State::Reserved;
-        Ok(SlotLease { pool: self.pool.clone(), index, released: AtomicBool::new(false) })
+        let handle = self.pool.reserve()?;
+        Ok(SlotLease {
+            pool: self.pool.clone(),
+            handle,
+            done: AtomicBool::new(false),
+            double_releases: self.double_releases.clone(),
+        })
     }
 
     /// Array slots not free (reserved, active, draining or leaked).
     pub fn in_use(&self) -> usize {
-        lock(&self.pool).slots.iter().filter(|s| **s != State::Free).count()
+        self.pool.in_use()
     }
 
     pub fn capacity(&self) -> usize {
-        lock(&self.pool).slots.len()
+        self.pool.capacity()
     }
 
-    /// Releases that found the slot already free: must stay 0.
+    /// Releases that found the lease already released: must stay 0.
     pub fn double_releases(&self) -> u64 {
-        lock(&self.pool).double_releases
+        self.double_releases.load(Ordering::Relaxed)
     }
 }
 
@@ -84,56 +79,45 @@ impl Slots {
 /// it, so a panicking task cannot leak a slot by accident.
 #[derive(Debug)]
 pub struct SlotLease {
-    pool: Arc<Mutex<Pool>>,
-    index: usize,
-    released: AtomicBool,
+    pool: Arc<SlotPool>,
+    handle: SlotHandle,
+    /// Released or leaked.
+    done: AtomicBool,
+    double_releases: Arc<AtomicU64>,
 }
 
 impl SlotLease {
-    /// CLIENT_CAPABILITIES accepted: the slot belongs to an active client.
-    pub fn activate(&self) {
-        let mut p = lock(&self.pool);
-        if p.slots[self.index] == State::Reserved {
-            p.slots[self.index] = State::Active;
-        }
+    /// CLIENT_CAPABILITIES accepted: the slot belongs to an active client (fails at the active limit).
+    pub fn activate(&self) -> Result<(), SlotFull> {
+        Ok(self.pool.activate(&self.handle)?)
     }
 
     /// Teardown started: the client no longer counts against `max_clients`.
     pub fn drain(&self) {
-        lock(&self.pool).slots[self.index] = State::Draining;
+        // Draining twice (or after a failed activation) is harmless; the error only says so.
+        let _ = self.pool.drain(&self.handle);
     }
 
     /// Frees the slot. `true` the first time; `false` (and a counted double release) otherwise.
     pub fn release(&self) -> bool {
-        if self.released.swap(true, Ordering::AcqRel) {
-            lock(&self.pool).double_releases += 1;
-            return false;
+        self.done.store(true, Ordering::Release);
+        let freed = self.pool.release(&self.handle);
+        if !freed {
+            self.double_releases.fetch_add(1, Ordering::Relaxed);
         }
-        let mut p = lock(&self.pool);
-        if p.slots[self.index] == State::Free {
-            p.double_releases += 1;
-            return false;
-        }
-        p.slots[self.index] = State::Free;
-        p.releases += 1;
-        true
+        freed
     }
 
     /// `--fault slot-leak`: drain and never release (the pre-4dce9818 WebSocket bug).
     pub fn leak(&self) {
         self.drain();
-        self.released.store(true, Ordering::Release);
-    }
-
-    /// Whether [`SlotLease::release`] or [`SlotLease::leak`] ran.
-    pub fn is_released(&self) -> bool {
-        self.released.load(Ordering::Acquire)
+        self.done.store(true, Ordering::Release);
     }
 }
 
 impl Drop for SlotLease {
     fn drop(&mut self) {
-        if !self.is_released() {
+        if !self.done.load(Ordering::Acquire) {
             self.release();
         }
     }
@@ -148,6 +132,8 @@ mod tests {
         let s = Slots::new(3, 2);
         let a = s.reserve().unwrap();
         let b = s.reserve().unwrap();
+        a.activate().unwrap();
+        b.activate().unwrap();
         assert_eq!(s.reserve().unwrap_err(), SlotFull::ActiveLimit { max: 2 });
         a.leak();
         b.drain();

@@ -1,0 +1,117 @@
+//! Handshakes per dialect x transport x mode, and a session that streams, renders and tears down
+//! (ACIP-SPEC.md 4.3, 4.4, 7.2-7.5).
+
+use acip::codec::payloads::{AsciiFrame, ServerState};
+use acip::crypto::CryptoMode;
+use acip::{Dialect, PacketType};
+
+use crate::util::*;
+
+/// Joins, streams a few frames and checks SERVER_STATE, CLEAR_CONSOLE and a rendered ASCII_FRAME.
+async fn stream_and_render(p: &mut Peer) {
+    p.join(40, 12, 60).await;
+    for seq in 0..3 {
+        p.send(&pattern_frame(64, 48, seq)).await;
+    }
+    p.recv_type(PacketType::CLEAR_CONSOLE).await;
+    let f = p.recv_type(PacketType::ASCII_FRAME).await;
+    let frame = AsciiFrame::decode(&f.payload).expect("valid ASCII_FRAME with a correct CRC-32C");
+    assert_eq!((frame.width, frame.height), (40, 12));
+    assert_eq!(frame.text.len(), 40 * 12 + 11);
+    assert!(frame.text.iter().any(|&c| c != b' ' && c != b'\n'), "the picture is not blank");
+    p.send(&acip::Packet::empty(PacketType::PING)).await;
+    p.recv_type(PacketType::PONG).await;
+}
+
+async fn session(dialect: Dialect, ws: bool, mode: CryptoMode) {
+    let server = server(|c| c.dialect = dialect).await;
+    let mut p = if ws {
+        Peer::ws(server.ws_addr().unwrap(), dialect, Some("acip")).await.0
+    } else {
+        Peer::tcp(server.tcp_addr().unwrap(), dialect).await
+    };
+    p.handshake(mode).await;
+    assert_eq!(p.session.is_some(), mode.encrypts() || (ws && mode != CryptoMode::None));
+    stream_and_render(&mut p).await;
+    let stats = server.stats();
+    assert_eq!(stats.active_clients, 1);
+    assert!(stats.counters.frames_received >= 3, "{:?}", stats.counters);
+    assert_eq!(stats.counters.frames_corrupt, 0);
+    drop(p);
+    settle(&server).await;
+    let stats = server.stats();
+    assert_eq!((stats.active_clients, stats.double_releases), (0, 0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn feb_tcp_plaintext() {
+    session(Dialect::Feb, false, CryptoMode::None).await;
+}
+#[tokio::test]
+async fn feb_tcp_encrypted() {
+    session(Dialect::Feb, false, CryptoMode::Encrypt).await;
+}
+#[tokio::test]
+async fn head_tcp_plaintext() {
+    session(Dialect::Head, false, CryptoMode::None).await;
+}
+#[tokio::test]
+async fn head_tcp_encrypted() {
+    session(Dialect::Head, false, CryptoMode::Encrypt).await;
+}
+#[tokio::test]
+async fn feb_ws_encrypted() {
+    session(Dialect::Feb, true, CryptoMode::Encrypt).await;
+}
+#[tokio::test]
+async fn head_ws_encrypted() {
+    session(Dialect::Head, true, CryptoMode::Encrypt).await;
+}
+
+/// A WebSocket client may ignore the server's key exchange and talk plaintext (ACIP-SPEC.md 4.4).
+#[tokio::test]
+async fn ws_plaintext_client_ignores_the_key_exchange() {
+    for dialect in [Dialect::Feb, Dialect::Head] {
+        let server = server(|c| c.dialect = dialect).await;
+        let (mut p, head) = Peer::ws(server.ws_addr().unwrap(), dialect, None).await;
+        assert!(!head.contains("Sec-WebSocket-Protocol"), "no subprotocol offered, none answered");
+        stream_and_render(&mut p).await;
+        drop(p);
+        settle(&server).await;
+        server.shutdown().await;
+    }
+}
+
+/// SERVER_STATE goes to everyone on join and leave; CLEAR_CONSOLE when the grid's source count changes.
+#[tokio::test]
+async fn join_and_leave_broadcast_server_state() {
+    let server = server(|_| {}).await;
+    let addr = server.tcp_addr().unwrap();
+    let mut a = Peer::tcp(addr, Dialect::Feb).await;
+    a.join(20, 5, 30).await;
+    a.send(&pattern_frame(32, 32, 0)).await;
+    let mut b = Peer::tcp(addr, Dialect::Feb).await;
+    b.join(20, 5, 30).await;
+    let st = loop {
+        let p = a.recv_type(PacketType::SERVER_STATE).await;
+        let st = ServerState::decode(&p.payload).unwrap();
+        if st.active_client_count == 2 {
+            break st;
+        }
+    };
+    assert_eq!(st.connected_client_count, 2);
+    b.send(&pattern_frame(32, 32, 0)).await;
+    // Two sources now: a CLEAR_CONSOLE precedes the first two-source frame.
+    a.recv_type(PacketType::CLEAR_CONSOLE).await;
+    drop(b);
+    loop {
+        let p = a.recv_type(PacketType::SERVER_STATE).await;
+        if ServerState::decode(&p.payload).unwrap().active_client_count == 1 {
+            break;
+        }
+    }
+    drop(a);
+    settle(&server).await;
+    server.shutdown().await;
+}
