@@ -238,12 +238,21 @@ async fn pump(
 }
 
 /// Kills the child's process group when dropped, so no exit path (error, panic) leaves it running.
-struct GroupGuard(Pid);
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    /// Kills the group now, once: later the group id may name nothing or, in theory, a new group.
+    fn kill_now(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // ESRCH (nothing left in the group) is the normal case.
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        // ESRCH (already gone) is the normal case.
-        let _ = killpg(self.0, Signal::SIGKILL);
+        self.kill_now();
     }
 }
 
@@ -293,7 +302,7 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
         .map_err(|e| crate::Error::io(format!("starting {}", program.to_string_lossy()), e))?;
     let pid = child.id().expect("a just-spawned child has a pid");
     let child_pid = Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"));
-    let _group = GroupGuard(child_pid);
+    let mut group = GroupGuard(Some(child_pid));
 
     let shared = Arc::new(Shared {
         pid,
@@ -359,7 +368,7 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     let duration_ms = ms(start.elapsed());
     sampler.abort();
     // Whatever the child left in its group goes now; then the pipes close.
-    let _ = killpg(child_pid, Signal::SIGKILL);
+    group.kill_now();
     for pump in [out_pump, err_pump] {
         match tokio::time::timeout(PIPE_DRAIN_TIMEOUT, pump).await {
             Ok(Ok(Ok(()))) => {}

@@ -586,3 +586,22 @@ fn unsymbolized_sanitizer_output_is_resolved_from_its_module_offsets() {
     let main = line_for(&lines, "asan", "main");
     assert!(main.contains(&format!("({asan_c}:{})", line_of(src, "amain"))), "{main}");
 }
+
+#[test]
+fn processes_the_child_left_behind_are_killed() {
+    let out = scratch("supervise-orphan");
+    let pidfile = out.join("orphan.pid");
+    let script = format!("sleep 30 & echo $! > {}; exit 3", pidfile.display());
+    let run = harness()
+        .args(["supervise", "--quiet", "--out"])
+        .arg(&out)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+    let orphan: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    // Gone, or a zombie waiting for init to reap it: either way no longer running.
+    let state = std::fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap_or_default();
+    let state = state.rsplit_once(") ").map(|(_, rest)| rest.chars().next().unwrap_or('?'));
+    assert!(matches!(state, None | Some('Z' | 'X')), "sleep {orphan} is still running: {state:?}");
+}
