@@ -137,7 +137,7 @@ impl Peer {
 
 enum Conn {
     Tcp { s: TcpStream, dec: StreamDecoder, buf: Vec<u8> },
-    Ws { ws: tokio_tungstenite::WebSocketStream<TcpStream>, feb: bool, dec: StreamDecoder },
+    Ws { ws: Box<tokio_tungstenite::WebSocketStream<TcpStream>>, feb: bool, dec: StreamDecoder },
 }
 
 impl Conn {
@@ -205,13 +205,18 @@ async fn send(conn: &mut Conn, session: &mut Option<Session>, p: Packet) -> Resu
 async fn serve(s: TcpStream, ctx: &Ctx) -> Result<(), String> {
     let cfg = &ctx.cfg;
     let mut conn = if cfg.ws {
+        #[allow(clippy::result_large_err)] // tungstenite's callback signature
         let callback = |_req: &tungstenite::handshake::server::Request,
                         mut resp: tungstenite::handshake::server::Response| {
             resp.headers_mut().insert("Sec-WebSocket-Protocol", "acip".parse().unwrap());
             Ok(resp)
         };
         let ws = tokio_tungstenite::accept_hdr_async(s, callback).await.map_err(|e| e.to_string())?;
-        Conn::Ws { ws, feb: cfg.dialect == Dialect::Feb, dec: StreamDecoder::new(Limits::default()) }
+        Conn::Ws {
+            ws: Box::new(ws),
+            feb: cfg.dialect == Dialect::Feb,
+            dec: StreamDecoder::new(Limits::default()),
+        }
     } else {
         Conn::Tcp { s, dec: StreamDecoder::new(Limits::default()), buf: vec![0; 256 * 1024] }
     };
