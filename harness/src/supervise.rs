@@ -130,6 +130,9 @@ struct MapsState {
     last: Option<MapsSnapshot>,
     taken: usize,
     last_read: Option<Instant>,
+    /// The child's working directory at the last good snapshot: relative object paths in its
+    /// backtrace text (`./server(+0x1234)`) are relative to it.
+    cwd: Option<PathBuf>,
 }
 
 impl Shared {
@@ -155,6 +158,7 @@ impl Shared {
         if !has_code {
             return;
         }
+        let cwd = std::fs::read_link(format!("/proc/{}/cwd", self.pid)).ok();
         let snap = MapsSnapshot {
             mappings: text.lines().filter(|l| !l.trim().is_empty()).count(),
             text,
@@ -162,6 +166,7 @@ impl Shared {
             reason,
         };
         state.taken += 1;
+        state.cwd = cwd.or(state.cwd.take());
         if state.first.is_none() {
             state.first = Some(snap.clone());
         }
@@ -385,9 +390,9 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     if exit.is_clean() {
         return Ok(Run { out_dir, exit, report: None });
     }
-    let (first, last, taken) = {
+    let (first, last, taken, child_cwd) = {
         let state = shared.maps.lock().expect("maps lock");
-        (state.first.clone(), state.last.clone(), state.taken)
+        (state.first.clone(), state.last.clone(), state.taken, state.cwd.clone())
     };
     let write = |name: &str, text: &str| {
         let p = out_dir.join(name);
@@ -423,8 +428,10 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
             );
         }
     }
-    let base_dir =
-        std::env::current_dir().map_err(|e| crate::Error::io("reading the current directory", e))?;
+    let base_dir = match child_cwd {
+        Some(dir) => dir,
+        None => std::env::current_dir().map_err(|e| crate::Error::io("reading the current directory", e))?,
+    };
     let mut symbolizer = Symbolizer::new(base_dir);
     let (frames, frames_dropped, other_hex_values) = report::collect_frames(
         [("stdout", &out_dir.join("stdout.log")), ("stderr", &out_dir.join("stderr.log"))],
