@@ -55,6 +55,9 @@ const PIPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest log line kept in the tail.
 const MAX_TAIL_LINE: usize = 4096;
 
+/// Largest accepted `--tail` (lines of at most [`MAX_TAIL_LINE`] bytes are held in memory).
+pub const MAX_TAIL: usize = 10_000;
+
 /// Arguments of `harness supervise`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -136,7 +139,7 @@ struct MapsState {
 }
 
 impl Shared {
-    /// Reads the child's maps now; keeps it if non-empty (an exited child's maps read as empty).
+    /// Reads the child's maps now; keeps the text if it maps any file-backed code.
     fn snapshot(&self, reason: &'static str) {
         let now = Instant::now();
         {
@@ -274,6 +277,9 @@ fn default_out_dir() -> PathBuf {
 pub async fn supervise(args: &Args) -> crate::Result<Run> {
     let (program, rest) =
         args.command.split_first().ok_or_else(|| crate::Error::Usage("no command given after --".into()))?;
+    if args.tail > MAX_TAIL {
+        return Err(crate::Error::Usage(format!("--tail must be at most {MAX_TAIL} lines")));
+    }
     if args.maps_interval < MIN_MAPS_INTERVAL_MS {
         return Err(crate::Error::Usage(format!(
             "--maps-interval must be at least {MIN_MAPS_INTERVAL_MS} ms"
