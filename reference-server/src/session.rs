@@ -183,7 +183,11 @@ impl SessionState {
             let r = lock(session).decrypt(&packet);
             ctx.conn.record(Stage::ServerDecrypt, t0.elapsed());
             match r {
-                Ok(inner) => inner,
+                Ok(inner) => {
+                    // Counted under ENCRYPTED (with its bytes) above and under its inner type here.
+                    ctx.conn.count_rx(inner.packet_type, 0);
+                    inner
+                }
                 Err(e) => return self.unusable(ctx, "decrypt_failed", &e.to_string()),
             }
         } else {

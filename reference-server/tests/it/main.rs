@@ -3,4 +3,6 @@
 
 mod util;
 
+mod large;
+mod lifecycle;
 mod sessions;

@@ -115,3 +115,65 @@ async fn join_and_leave_broadcast_server_state() {
     settle(&server).await;
     server.shutdown().await;
 }
+
+/// Password mode (ACIP-SPEC.md 4.3 steps 7b-9): the right password completes, a wrong one gets
+/// AUTH_FAILED and a close; on both transports.
+#[tokio::test]
+async fn password_mode_accepts_the_right_password_only() {
+    use acip::crypto::Password;
+    let server = server(|c| c.password = Some("correct horse".into())).await;
+    let right = Password::derive("correct horse").unwrap();
+    let wrong = Password::derive("wrong battery").unwrap();
+    for ws in [false, true] {
+        let mut p = if ws {
+            Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await.0
+        } else {
+            Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await
+        };
+        let r = right.clone();
+        p.handshake_with(CryptoMode::Full, |c| c.password = Some(r)).await.expect("right password");
+        stream_and_render(&mut p).await;
+        let mut p = if ws {
+            Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await.0
+        } else {
+            Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await
+        };
+        let w = wrong.clone();
+        let err = p.handshake_with(CryptoMode::Full, |c| c.password = Some(w)).await.unwrap_err();
+        assert!(err.contains("AUTH_FAILED") || err.contains("proof"), "{err}");
+    }
+    settle(&server).await;
+    assert!(server.stats().counters.errors.get("handshake").copied().unwrap_or(0) >= 2);
+    server.shutdown().await;
+}
+
+/// Identity key and client whitelist (ACIP-SPEC.md 4.3 steps 5-9): the client verifies the server's
+/// signed key; a whitelisted client key gets in, another one does not.
+#[tokio::test]
+async fn identity_key_and_client_whitelist() {
+    use ed25519_dalek::SigningKey;
+    let server_key = SigningKey::from_bytes(&[7u8; 32]);
+    let alice = SigningKey::from_bytes(&[1u8; 32]);
+    let mallory = SigningKey::from_bytes(&[2u8; 32]);
+    let server = server(|c| {
+        c.identity_seed = Some([7u8; 32]);
+        c.client_keys = vec![alice.verifying_key().to_bytes()];
+    })
+    .await;
+    let addr = server.tcp_addr().unwrap();
+    let mut p = Peer::tcp(addr, Dialect::Feb).await;
+    let (sk, ak) = (server_key.verifying_key(), alice.clone());
+    p.handshake_with(CryptoMode::Full, |c| {
+        c.identity = Some(ak);
+        c.expected_server_key = Some(sk);
+    })
+    .await
+    .expect("whitelisted client");
+    stream_and_render(&mut p).await;
+    let mut q = Peer::tcp(addr, Dialect::Feb).await;
+    let err = q.handshake_with(CryptoMode::Full, |c| c.identity = Some(mallory)).await.unwrap_err();
+    assert!(err.contains("AUTH_FAILED") || err.contains("ended"), "{err}");
+    drop(p);
+    settle(&server).await;
+    server.shutdown().await;
+}

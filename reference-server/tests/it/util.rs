@@ -164,11 +164,13 @@ impl Peer {
                             return Recv::Closed(Closed::Ws { code, reason });
                         }
                         op if op.is_control() => {}
-                        _ => self.packets.handle_bytes(&f.payload),
+                        _ => {
+                            self.packets.handle_bytes(&f.payload);
+                            if let Some(Ok(p)) = self.packets.poll_packet() {
+                                return Recv::Packet(self.open(p));
+                            }
+                        }
                     }
-                }
-                if let Some(Ok(p)) = self.packets.poll_packet() {
-                    return Recv::Packet(self.open(p));
                 }
             }
             let n = self.stream.read(&mut buf).await.unwrap_or(0);
@@ -218,12 +220,23 @@ impl Peer {
         }
     }
 
-    /// Runs `acip`'s client handshake (mode from the server's view: `Encrypt` or `None`).
+    /// Runs `acip`'s client handshake in `mode`; panics if it fails.
     pub async fn handshake(&mut self, mode: CryptoMode) -> Duration {
+        self.handshake_with(mode, |_| {}).await.expect("handshake succeeds")
+    }
+
+    /// Runs `acip`'s client handshake with a tuned config. `Err` says why it failed (a client-side error,
+    /// an AUTH_FAILED, or the server closing).
+    pub async fn handshake_with(
+        &mut self,
+        mode: CryptoMode,
+        tune: impl FnOnce(&mut HandshakeConfig),
+    ) -> Result<Duration, String> {
         let t0 = Instant::now();
         let transport = if self.ws { HsTransport::WebSocket } else { HsTransport::Tcp };
         let mut cfg = HandshakeConfig::new(self.dialect, transport, 99);
         cfg.mode = mode;
+        tune(&mut cfg);
         let mut hs = ClientHandshake::new(cfg, Instant::now());
         loop {
             while let Some(p) = hs.poll_transmit() {
@@ -232,15 +245,20 @@ impl Peer {
             if hs.is_complete() {
                 break;
             }
-            assert!(!hs.is_failed(), "client handshake failed");
+            if hs.is_failed() {
+                return Err("client handshake failed".into());
+            }
             let p = match self.recv().await {
+                Recv::Packet(p) if p.packet_type == PacketType::CRYPTO_AUTH_FAILED => {
+                    return Err(format!("AUTH_FAILED {:?}", p.payload.first()));
+                }
                 Recv::Packet(p) => p,
-                other => panic!("handshake: {other:?}"),
+                other => return Err(format!("server ended the handshake: {other:?}")),
             };
-            hs.handle_packet(p, Instant::now()).expect("handshake packet accepted");
+            hs.handle_packet(p, Instant::now()).map_err(|e| e.to_string())?;
         }
         self.session = hs.into_session();
-        t0.elapsed()
+        Ok(t0.elapsed())
     }
 
     /// CLIENT_CAPABILITIES for this dialect.
