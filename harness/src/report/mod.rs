@@ -1,0 +1,142 @@
+//! Reports: the `report.json` schema every measuring subcommand writes, its renderings (`summary.md`,
+//! a self-contained `report.html`), HdrHistogram interval logs, and `harness report render|compare`.
+//!
+//! Measuring code builds a [`Report`] (plus `.hlog` raw records through [`hlog::IntervalRecorder`]) and
+//! calls [`write_dir`]; everything else is a pure function of `report.json` (STYLE.md 23-24), so
+//! `harness report render DIR` reproduces the same HTML and markdown without measuring again. Other
+//! subcommands (repro, conformance) use the same types: put scenario tables in [`Report::tables`].
+
+pub mod compare;
+pub mod env;
+pub mod hlog;
+pub mod html;
+pub mod markdown;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub use schema::{
+    HistogramSummary, Machine, Percentiles, Ratio, Report, Series, StageReport, Table, Verdict, Versions,
+    SCHEMA_VERSION,
+};
+
+/// File names inside a report directory.
+pub const REPORT_JSON: &str = "report.json";
+pub const SUMMARY_MD: &str = "summary.md";
+pub const REPORT_HTML: &str = "report.html";
+
+/// Arguments of `harness report`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Re-render report.html and summary.md from DIR/report.json (no measuring).
+    Render {
+        /// A report directory (or a report.json file).
+        dir: PathBuf,
+    },
+    /// Compare two reports: per-stage, per-percentile deltas; exit 1 on a regression.
+    Compare {
+        /// The baseline report (directory or report.json).
+        base: PathBuf,
+        /// The new report (directory or report.json).
+        new: PathBuf,
+        /// `[STAGE.]PERCENTILE=N%`, repeatable (e.g. `p99=10%`, `end_to_end.p99.9=25%`). Percentiles:
+        /// p50, p90, p99, p99.9, p99.99, max. Without any, deltas are shown and only the new run's own
+        /// verdict can fail the comparison.
+        #[arg(long = "max-regression", value_name = "[STAGE.]P=N%")]
+        max_regression: Vec<compare::Threshold>,
+        /// Increases of at most this many microseconds are noise, never regressions.
+        #[arg(long, default_value_t = DEFAULT_NOISE_FLOOR_US, value_name = "MICROS")]
+        noise_floor: u64,
+        /// Print the comparison as JSON instead of a markdown table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The default absolute noise floor of `compare` (see README, "Regression thresholds").
+pub const DEFAULT_NOISE_FLOOR_US: u64 = 200;
+
+pub fn run(args: Args) -> crate::Result<ExitCode> {
+    match args.command {
+        Command::Render { dir } => {
+            let (dir, report) = read(&dir)?;
+            render_dir(&dir, &report)?;
+            println!("rendered {} and {}", dir.join(REPORT_HTML).display(), dir.join(SUMMARY_MD).display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare { base, new, max_regression, noise_floor, json } => {
+            let (_, b) = read(&base)?;
+            let (_, n) = read(&new)?;
+            let cfg = compare::CompareConfig { thresholds: max_regression, noise_floor_us: noise_floor };
+            let c = compare::compare(&b, &n, &cfg);
+            if json {
+                println!("{}", comparison_json(&c));
+            } else {
+                print!(
+                    "{}",
+                    compare::render_markdown(&c, &base.display().to_string(), &new.display().to_string())
+                );
+            }
+            if c.passed() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(crate::Error::Verdict(format!("regression: {}", c.regressions.join("; "))))
+            }
+        }
+    }
+}
+
+fn comparison_json(c: &compare::Comparison) -> String {
+    let deltas: Vec<_> = c
+        .deltas
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "stage": d.stage, "percentile": d.percentile, "base_us": d.base_us, "new_us": d.new_us,
+                "change": d.change, "limit": d.limit, "regression": d.regression,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "passed": c.passed(), "regressions": c.regressions, "notes": c.notes, "deltas": deltas,
+    }))
+    .expect("json values serialise")
+}
+
+/// Reads a report from a directory (its report.json) or a report.json path.
+pub fn read(path: &Path) -> crate::Result<(PathBuf, Report)> {
+    let (dir, file) = if path.is_dir() {
+        (path.to_path_buf(), path.join(REPORT_JSON))
+    } else {
+        (path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf), path.to_path_buf())
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| crate::Error::Input { path: file.display().to_string(), reason: e.to_string() })?;
+    let report = Report::from_json(&text)
+        .map_err(|reason| crate::Error::Input { path: file.display().to_string(), reason })?;
+    Ok((dir, report))
+}
+
+/// Writes report.json, summary.md and report.html into `dir` (created if needed).
+pub fn write_dir(dir: &Path, report: &Report) -> crate::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(format!("creating {}", dir.display()), e))?;
+    write_file(&dir.join(REPORT_JSON), &report.to_json())?;
+    render_dir(dir, report)
+}
+
+/// Writes the renderings (summary.md, report.html) of `report` into `dir`.
+pub fn render_dir(dir: &Path, report: &Report) -> crate::Result<()> {
+    write_file(&dir.join(SUMMARY_MD), &markdown::render(report))?;
+    write_file(&dir.join(REPORT_HTML), &html::render(report))
+}
+
+fn write_file(path: &Path, text: &str) -> crate::Result<()> {
+    std::fs::write(path, text).map_err(|e| crate::Error::io(format!("writing {}", path.display()), e))
+}

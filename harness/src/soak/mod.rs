@@ -1,0 +1,257 @@
+//! `harness soak`: many reference clients against one server on a fixed send schedule, with per-stage
+//! latency histograms corrected for coordinated omission, and reports (see `crate::report`).
+
+pub mod driver;
+pub mod embedded;
+pub mod memory;
+pub mod progress;
+pub mod raw_tcp;
+pub mod schedule;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `harness soak`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Number of concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub clients: u32,
+    /// How long the clients send (e.g. 30s, 500ms, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Transport to the embedded server (ignored with --target, whose URL scheme decides).
+    #[arg(long, value_enum, default_value_t = Transport::Ws)]
+    pub transport: Transport,
+    /// ACIP dialect of the peers (ACIP-SPEC.md section 10).
+    #[arg(long, value_enum, default_value_t = DialectArg::Feb)]
+    pub dialect: DialectArg,
+    /// Encrypt sessions (the ACIP crypto handshake, ACIP-SPEC.md section 4). Plaintext without it.
+    #[arg(long)]
+    pub encrypt: bool,
+    /// IMAGE_FRAME size in pixels (RGB24), WIDTHxHEIGHT.
+    #[arg(long, default_value = "320x240", value_parser = parse_frame)]
+    pub frame: (u16, u16),
+    /// Frames per second per client.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// WebSocket only: send each message as a BINARY frame then CONTINUATION frames of N bytes.
+    #[arg(long, value_name = "N")]
+    pub ws_fragment: Option<usize>,
+    /// Reconnects per second across all clients (seeded Poisson process); 0 = none.
+    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
+    pub churn: f64,
+    /// Load this ACIP server (tcp://HOST:PORT or ws://HOST:PORT) instead of the embedded one.
+    /// Stages only a server can see are then absent from the report.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Seed of every random choice (start offsets, churn, handshakes); random when absent, and always
+    /// written into the report so the run can be repeated.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Report directory (default: a new folder under target/harness/soak/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// No progress bar; print only the verdict and the report path.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Progress as JSON lines on stderr, and the final report.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also move the same bytes over plain TCP on loopback in this run, for overhead ratios.
+    #[arg(long, value_enum)]
+    pub baseline: Option<Baseline>,
+    /// Switch on a fault of the embedded reference server (slot-leak, rx-pause, no-reuseaddr,
+    /// early-ready); repeatable.
+    #[arg(long = "fault", value_name = "NAME")]
+    pub faults: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Ws,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DialectArg {
+    Feb,
+    Head,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Baseline {
+    /// Plain TCP on loopback, same bytes and schedule, no ACIP.
+    RawTcp,
+}
+
+/// Parses `320x240`.
+pub fn parse_frame(s: &str) -> Result<(u16, u16), String> {
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("{s:?}: expected WIDTHxHEIGHT"))?;
+    let dim = |d: &str| match d.trim().parse::<u16>() {
+        Ok(v) if (1..=8192).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: each dimension must be 1..=8192 (ACIP-SPEC.md 3.7)")),
+    };
+    Ok((dim(w)?, dim(h)?))
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 30s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    if !(0.0..=86_400.0 * 7.0).contains(&secs) {
+        return Err(format!("{s:?}: out of range (0 to 7 days)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn run(args: Args) -> crate::Result<ExitCode> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let out = match &args.out {
+        Some(d) => d.clone(),
+        None => default_out_dir(seed),
+    };
+    std::fs::create_dir_all(&out).map_err(|e| crate::Error::io(format!("creating {}", out.display()), e))?;
+    let mode = if args.json {
+        progress::Mode::Json
+    } else if args.quiet {
+        progress::Mode::Quiet
+    } else {
+        progress::Mode::Bar
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::io("starting the tokio runtime", e))?;
+    let setup = driver::RunSetup {
+        seed,
+        argv,
+        out: out.clone(),
+        progress: progress::Progress::new(mode, args.duration),
+    };
+    if mode == progress::Mode::Bar {
+        setup.progress.println(&format!("harness soak: seed {seed}, report in {}", out.display()));
+    }
+    let report = runtime.block_on(driver::soak(&args, &setup));
+    setup.progress.finish();
+    let report = report?;
+    crate::report::write_dir(&out, &report)?;
+    match mode {
+        progress::Mode::Json => println!("{}", serde_json::to_string(&report).expect("reports serialise")),
+        progress::Mode::Quiet => {}
+        progress::Mode::Bar => print!("{}", console_summary(&report)),
+    }
+    if report.verdict.passed {
+        if mode != progress::Mode::Json {
+            println!("PASS: report in {}", out.display());
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(crate::Error::Verdict(format!(
+            "soak FAILED (report in {}): {}",
+            out.display(),
+            report.verdict.reasons.join("; ")
+        )))
+    }
+}
+
+/// `target/harness/soak/<UTC time>-<seed>` under the build's target directory (git-ignored).
+fn default_out_dir(seed: u64) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    target.join("harness").join("soak").join(format!("{}-{seed}", utc_stamp(now.as_secs())))
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a UNIX time (civil-from-days, proleptic Gregorian).
+pub fn utc_stamp(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let rem = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The few lines printed after a run: a pure function of the report (the same data as summary.md).
+pub fn console_summary(r: &crate::report::Report) -> String {
+    use std::fmt::Write;
+    let mut s = format!("{}\n", r.title);
+    let _ = writeln!(
+        s,
+        "  {:<22} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "stage (µs)", "count", "p50", "p99", "p99.9", "max"
+    );
+    for st in &r.stages {
+        if let Some(h) = &st.histogram {
+            let p = &h.percentiles_us;
+            let _ = writeln!(
+                s,
+                "  {:<22} {:>9} {:>9} {:>9} {:>9} {:>10}",
+                st.name, h.count, p.p50, p.p99, p.p99_9, p.max
+            );
+        }
+    }
+    let get = |k: &str| r.counters.get(k).map_or("-".to_string(), |v| v.to_string());
+    let _ = writeln!(
+        s,
+        "  frames: sent {} received {} lost {} corrupt {} unsent {}; reconnects {}; slots in use at end {}",
+        get("frames_sent"),
+        get("frames_received"),
+        get("frames_lost"),
+        get("frames_corrupt"),
+        get("frames_unsent"),
+        get("reconnects"),
+        get("slots_in_use_end")
+    );
+    for q in &r.ratios {
+        let _ = writeln!(s, "  {}: {}", q.name, q.value.map_or("-".to_string(), |v| format!("{v:.2}")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_arguments() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_frame("320x240"), Ok((320, 240)));
+        assert!(parse_frame("0x240").is_err());
+        assert!(parse_frame("320").is_err());
+        assert!(parse_frame("9000x1").is_err());
+    }
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(1_700_000_000), "20231114T221320Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+    }
+}
