@@ -119,7 +119,11 @@ impl KeyExchangeResp {
             return Ok(KeyExchangeResp { ephemeral: arr(p), extension: None });
         }
         if !(Self::EXTENDED_MIN..=Self::EXTENDED_MAX).contains(&p.len()) {
-            return Err(wrong_size(t, SizeRule::Between(Self::EXTENDED_MIN, Self::EXTENDED_MAX), p.len()));
+            return Err(CodecError::Invalid {
+                packet_type: t,
+                field: "length",
+                reason: format!("{} bytes, expected 32 (simple) or 129..=169 (extended)", p.len()),
+            });
         }
         let gpg_len = p[128] as usize;
         if gpg_len > MAX_GPG_KEY_ID || p.len() != Self::EXTENDED_MIN + gpg_len {
@@ -309,7 +313,10 @@ mod tests {
             KeyExchangeResp::decode(&[0; 130]),
             Err(CodecError::Invalid { field: "gpg_len", .. })
         ));
-        assert!(matches!(KeyExchangeResp::decode(&[0; 31]), Err(CodecError::WrongSize { .. })));
+        assert!(matches!(
+            KeyExchangeResp::decode(&[0; 31]),
+            Err(CodecError::Invalid { field: "length", .. })
+        ));
         assert!(matches!(AuthResponse::decode_password(&[0; 106]), Err(CodecError::WrongSize { .. })));
         assert!(AuthResponse::decode_key(&[0; 2000]).is_ok());
     }

@@ -14,7 +14,7 @@ use crypto_secretbox::aead::AeadInPlace;
 use crypto_secretbox::{KeyInit, Nonce, Tag, XSalsa20Poly1305};
 
 use super::CryptoError;
-use crate::codec::{Dialect, Header, Packet, PacketType, HEADER_LEN};
+use crate::codec::{Dialect, Packet, PacketType, HEADER_LEN};
 use crate::crc::crc32c;
 
 /// Nonce bytes at the start of the ciphertext.
@@ -173,10 +173,5 @@ impl Session {
             | PacketType::CRYPTO_REKEY_COMPLETE => Ok(RekeyOutcome::Ignored),
             other => Err(CryptoError::UnexpectedHandshakePacket(other)),
         }
-    }
-
-    /// Builds the header a sender would write for an inner packet (for tests and dissectors).
-    pub fn inner_header(packet: &Packet) -> Header {
-        packet.header()
     }
 }

@@ -430,7 +430,7 @@ fn truncated_key_exchange_resp_is_malformed() {
     assert!(
         matches!(
             pair.server_err,
-            Some(HandshakeError::Malformed(crate::codec::CodecError::WrongSize { actual: 31, .. }))
+            Some(HandshakeError::Malformed(crate::codec::CodecError::Invalid { field: "length", .. }))
         ),
         "{:?}",
         pair.server_err
@@ -867,4 +867,50 @@ proptest! {
         let refused = matches!(a.encrypt(&big), Err(CryptoError::PlaintextTooLarge { .. }));
         prop_assert!(refused);
     }
+}
+
+/// The error texts a user sees for each way a handshake or a decryption ends (insta, no timestamps).
+#[test]
+fn error_texts_snapshot() {
+    let mut lines = Vec::new();
+    let mut record = |name: &str, pair: &Pair| {
+        lines.push(format!(
+            "{name}: server: {} | client: {}",
+            pair.server_err.as_ref().map_or("-".to_string(), |e| e.to_string()),
+            pair.client_err.as_ref().map_or("-".to_string(), |e| e.to_string()),
+        ));
+    };
+    let (mut s, c) = configs(Dialect::Feb, Transport::Tcp, Variant::Password);
+    s.password = Some(password("wrong password"));
+    record("wrong password", &run_with(s, c));
+    let (mut s, c) = configs(Dialect::Head, Transport::WebSocket, Variant::IdentityWithWhitelist);
+    s.client_whitelist = vec![key(7).verifying_key()];
+    record("unknown client key", &run_with(s, c));
+    let (s, mut c) = configs(Dialect::Feb, Transport::Tcp, Variant::IdentityWithWhitelist);
+    c.identity = None;
+    record("no client key", &run_with(s, c));
+    let (s, mut c) = configs(Dialect::Head, Transport::Tcp, Variant::ServerKeyOnly);
+    c.expected_server_key = Some(key(5).verifying_key());
+    record("other server key", &run_with(s, c));
+    let (s, c) = configs(Dialect::Feb, Transport::Tcp, Variant::Encrypt);
+    let mut pair = Pair::new(s, c).with_filter(|_, mut p| {
+        if p.packet_type == PacketType::CRYPTO_KEY_EXCHANGE_RESP {
+            p.payload = p.payload.slice(..31);
+        }
+        vec![p]
+    });
+    pair.run();
+    record("truncated KEY_EXCHANGE_RESP", &pair);
+    let (mut a, b) = session_pair(Dialect::Feb);
+    let mut wrapped = a.encrypt(&Packet::empty(PacketType::PING)).unwrap().payload.to_vec();
+    wrapped[30] ^= 1;
+    let tampered = b.decrypt(&Packet::new(PacketType::ENCRYPTED, wrapped)).unwrap_err();
+    lines.push(format!("tampered ciphertext: {tampered}"));
+    let mut inner = Packet::new(PacketType::STREAM_START, vec![0, 0, 0, 1]).encode();
+    inner[13] = 5;
+    lines.push(format!("wrong inner length: {}", b.decrypt(&seal(&inner, [9u8; 24])).unwrap_err()));
+    let mut inner = Packet::new(PacketType::STREAM_START, vec![0, 0, 0, 1]).encode();
+    inner[25] = 2;
+    lines.push(format!("bad inner CRC: {}", b.decrypt(&seal(&inner, [9u8; 24])).unwrap_err()));
+    insta::assert_snapshot!(lines.join("\n"));
 }
