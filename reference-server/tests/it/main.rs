@@ -5,4 +5,5 @@ mod util;
 
 mod large;
 mod lifecycle;
+mod malformed;
 mod sessions;

@@ -298,3 +298,68 @@ pub async fn settle(server: &ServerHandle) {
         server.slots_in_use()
     );
 }
+
+/// A well-behaved TCP client streaming small test-pattern frames every 5 ms (and discarding what it
+/// receives) while a test throws bad input at the same server.
+pub struct Bystander {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub conn_id: u64,
+}
+
+impl Bystander {
+    pub async fn start(server: &ServerHandle) -> Bystander {
+        let before = server.connection_ids();
+        let mut p = Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await;
+        p.join(20, 5, 10).await;
+        let conn_id =
+            *server.connection_ids().iter().find(|id| !before.contains(id)).expect("its connection");
+        let (mut r, mut w) = p.stream.into_split();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while matches!(r.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        let s = stop.clone();
+        let writer = tokio::spawn(async move {
+            let mut seq = 0;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if w.write_all(&pattern_frame(32, 24, seq).encode()).await.is_err() {
+                    return;
+                }
+                seq += 1;
+                // Pacing of the stream, not synchronisation.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Bystander { stop, tasks: vec![reader, writer], conn_id }
+    }
+
+    /// Frames the server has received from the bystander (its per-connection counter).
+    pub fn frames(&self, server: &ServerHandle) -> (u64, u64) {
+        let st = server.stats();
+        let c = st.per_connection.iter().find(|c| c.id == self.conn_id).expect("bystander still connected");
+        (c.counters.frames_received, c.counters.frames_lost + c.counters.frames_corrupt)
+    }
+
+    /// Waits until the bystander's frame counter passes `n`.
+    pub async fn wait_past(&self, server: &ServerHandle, n: u64) {
+        let ok = server.wait_until(WAIT, |s| self.frames(s).0 > n).await;
+        assert!(ok, "bystander stalled at {n} frames");
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// Reads until the peer closes (bounded by [`WAIT`]).
+pub async fn read_to_end(mut s: TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.expect("server closes in time");
+    out
+}
