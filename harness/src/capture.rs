@@ -1,1 +1,0 @@
-//! Reading pcap/pcapng captures and reassembling TCP streams (being written).
