@@ -90,10 +90,13 @@ pub async fn client_max_rate(config: &ClientConfig, label: &str, duration: Durat
         seq += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let wire = {
-        let r = client.report();
-        (r.counters.bytes_tx / r.counters.tx(acip::PacketType::IMAGE_FRAME).max(1)) as usize
-    };
-    client.close().await;
-    Ok(Throughput { label: label.into(), record_bytes: wire, records: seq, seconds })
+    // Header + IMAGE_FRAME header + pixels, plus nonce, MAC and inner header when encrypted (3.7, 4.5).
+    let (w, h) = config.frame;
+    let plain = acip::codec::HEADER_LEN + 24 + w as usize * h as usize * 3;
+    let record_bytes = if client.is_encrypted() { plain + 40 + acip::codec::HEADER_LEN } else { plain };
+    let report = client.close().await;
+    if report.has_validation_errors() {
+        return Err(crate::ClientError::Protocol(format!("{:?}", report.counters.errors)));
+    }
+    Ok(Throughput { label: label.into(), record_bytes, records: seq, seconds })
 }

@@ -805,3 +805,28 @@ async fn drive(client: &Client, config: &ClientConfig) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_raw_or_hex_seeds() {
+        let seed = [0x42u8; 32];
+        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let a = parse_key(&seed).unwrap();
+        let b = parse_key(format!("  {hex}\n").as_bytes()).unwrap();
+        assert_eq!(a.verifying_key(), b.verifying_key());
+        assert!(parse_key(b"not a key").is_err());
+        assert!(parse_key(&[0xFF; 64]).is_err());
+        assert!(parse_key("zz".repeat(32).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn unix_time_follows_the_schedule_not_the_clock() {
+        let now = Instant::now();
+        let base = (now, UNIX_EPOCH + Duration::from_secs(1_000));
+        assert_eq!(unix_us(base, now), 1_000_000_000);
+        assert_eq!(unix_us(base, now + Duration::from_millis(33)), 1_000_033_000);
+    }
+}

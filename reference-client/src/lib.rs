@@ -265,3 +265,61 @@ impl ClientConfig {
 
 /// A shared observer, as [`run`] and [`Client::connect`] take it.
 pub type SharedObserver = Arc<dyn ClientObserver>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use acip::crypto::CryptoMode;
+
+    #[test]
+    fn targets_parse_with_default_ports() {
+        let t: Target = "tcp://127.0.0.1:5000".parse().unwrap();
+        assert_eq!(t, Target::Tcp("127.0.0.1:5000".parse().unwrap()));
+        let t: Target = "127.0.0.1".parse().unwrap();
+        assert_eq!(t.addr().port(), DEFAULT_TCP_PORT);
+        let t: Target = "ws://127.0.0.1".parse().unwrap();
+        assert_eq!(
+            t,
+            Target::Ws { addr: "127.0.0.1:27226".parse().unwrap(), url: "ws://127.0.0.1:27226/".into() }
+        );
+        let t: Target = "ws://[::1]:9/x".parse().unwrap();
+        assert_eq!(t, Target::Ws { addr: "[::1]:9".parse().unwrap(), url: "ws://[::1]:9/x".into() });
+        assert_eq!(t.to_string(), "ws://[::1]:9/x");
+        for bad in ["wss://127.0.0.1", "tcp://", "http://x:1"] {
+            assert!(matches!(bad.parse::<Target>(), Err(ClientError::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn crypto_mode_follows_the_real_client() {
+        let mut c = ClientConfig::default();
+        assert_eq!(c.crypto_mode(), CryptoMode::Encrypt);
+        c.password = Some("12345678".into());
+        assert_eq!(c.crypto_mode(), CryptoMode::Full);
+        c.encrypt = false;
+        assert_eq!(c.crypto_mode(), CryptoMode::Auth);
+        c.password = None;
+        assert_eq!(c.crypto_mode(), CryptoMode::None);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let bad = [
+            ClientConfig { frame: (3, 3), ..ClientConfig::default() },
+            ClientConfig { fps: 0, ..ClientConfig::default() },
+            ClientConfig { password: Some("short".into()), ..ClientConfig::default() },
+            ClientConfig { faults: ClientFaults { concurrent_writers: true }, ..ClientConfig::default() },
+        ];
+        for c in bad {
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+        }
+        let ws = ClientConfig {
+            faults: ClientFaults { concurrent_writers: true },
+            ..ClientConfig::new(Target::ws("127.0.0.1:1".parse().unwrap()))
+        };
+        ws.validate().unwrap();
+        assert_eq!(ws.effective_ws_fragment(), Some(4096));
+        assert_eq!(ClientConfig { ws_fragment: Some(0), ..ws }.effective_ws_fragment(), None);
+    }
+}

@@ -259,3 +259,30 @@ impl WireSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(m: &Message) -> (u8, bool, usize) {
+        match m {
+            Message::Frame(f) => (u8::from(f.header().opcode), f.header().is_final, f.payload().len()),
+            Message::Binary(b) => (2, true, b.len()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fragments_are_binary_then_continuations_with_fin_last() {
+        let wire = Bytes::from(vec![7u8; 230_446]);
+        let frames = ws_frames(wire.clone(), Some(4096));
+        assert_eq!(frames.len(), 57);
+        assert_eq!(shape(&frames[0]), (2, false, 4096));
+        assert!(frames[1..56].iter().all(|f| shape(f) == (0, false, 4096)));
+        assert_eq!(shape(&frames[56]), (0, true, 230_446 - 56 * 4096));
+        assert_eq!(ws_frames(wire.clone(), None).len(), 1);
+        // A fragment size of 0 or at least the message means one frame.
+        assert_eq!(shape(&ws_frames(wire.clone(), Some(0))[0]), (2, true, 230_446));
+        assert_eq!(shape(&ws_frames(wire, Some(230_446))[0]), (2, true, 230_446));
+    }
+}

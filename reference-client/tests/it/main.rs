@@ -2,6 +2,7 @@
 //! against a minimal in-test peer built on `acip` (`peer`), so every client path is covered on its own, and
 //! against the reference server in-process (`server`).
 
+mod cli;
 mod peer;
 mod server;
 mod sessions;

@@ -188,3 +188,27 @@ async fn snapshot_and_reconnect_against_the_reference_server() {
     assert_eq!(srv.stats().counters.connections_closed, 11);
     srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_key_on_the_whitelist_gets_in_and_another_does_not() {
+    let dir = std::env::temp_dir().join(format!("reference-client-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (good, bad) = (dir.join("good.key"), dir.join("bad.key"));
+    std::fs::write(&good, [0x11u8; 32]).unwrap();
+    std::fs::write(&bad, "22".repeat(32)).unwrap();
+    let allowed = ed25519_dalek::SigningKey::from_bytes(&[0x11; 32]).verifying_key().to_bytes();
+    let cfg = ServerConfig { client_keys: vec![allowed], rng_seed: Some(4), ..ServerConfig::loopback() };
+    let srv = reference_server::start(cfg).await.unwrap();
+    for ws in [false, true] {
+        let cfg = ClientConfig { key: Some(good.clone()), ..client_config(&srv, ws, Dialect::Feb) };
+        let client = Client::connect(&cfg, None).await.unwrap_or_else(|e| panic!("ws={ws}: {e}"));
+        client.send_frame(0, 0).await.unwrap();
+        client.wait_ascii_frames(1, WAIT).await.unwrap();
+        client.close().await;
+        let cfg = ClientConfig { key: Some(bad.clone()), ..cfg };
+        let err = Client::connect(&cfg, None).await.err().unwrap();
+        assert_eq!(err.exit_code(), 5, "ws={ws}: {err}");
+    }
+    srv.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,48 @@
+//! What ONE client sustains on loopback (issue 4, "Done when"): 640x480 frames (921,646 bytes plain,
+//! 921,708 encrypted) sent back to back by one `Client` to the in-process reference server over TCP and
+//! WebSocket, plaintext and encrypted, beside raw TCP on loopback moving 921,646-byte records in the same
+//! run. Each figure counts frames the socket accepted (written and flushed); the server's count of frames
+//! it received intact is printed beside it.
+//!
+//! `cargo run --release -p reference-client --example throughput -- [SECONDS] [feb|head]`
+
+use std::time::Duration;
+
+use acip::Dialect;
+use reference_client::bench::{client_max_rate, raw_tcp};
+use reference_client::{ClientConfig, Target};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let dialect: Dialect = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(Dialect::Head);
+    let d = Duration::from_secs_f64(secs);
+    println!("one client, 640x480 RGB frames, {secs} s per row, dialect {dialect}, {} cores", cores());
+    println!("{}", raw_tcp(d, 921_646).await.expect("raw TCP"));
+    for (ws, encrypt) in [(false, false), (false, true), (true, false), (true, true)] {
+        let server = reference_server::start(reference_server::ServerConfig {
+            dialect,
+            ..reference_server::ServerConfig::loopback()
+        })
+        .await
+        .expect("reference server");
+        let target =
+            if ws { Target::ws(server.ws_addr().unwrap()) } else { Target::tcp(server.tcp_addr().unwrap()) };
+        let cfg = ClientConfig { dialect, encrypt, frame: (640, 480), ..ClientConfig::new(target) };
+        let label = format!(
+            "{} {}",
+            if ws { "WebSocket" } else { "TCP" },
+            if encrypt { "encrypted" } else { "plaintext" }
+        );
+        let t = client_max_rate(&cfg, &label, d).await.expect("client run");
+        server.wait_until(Duration::from_secs(10), |s| s.slots_in_use() == 0).await;
+        let got = server.stats().counters.frames_received;
+        println!("{t}  server received {got} intact ({:.1}/s)", got as f64 / t.seconds);
+        server.shutdown().await;
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
