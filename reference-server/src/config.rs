@@ -35,7 +35,7 @@ pub const RX_PAUSE_QUEUE: usize = 2;
 /// Time the slow consumer spends per packet under `--fault rx-pause` (about one lws service round).
 pub const RX_PAUSE_DELAY: Duration = Duration::from_millis(30);
 /// How long `--fault early-ready` waits between announcing READY and calling `listen()`.
-pub const EARLY_READY_DELAY: Duration = Duration::from_millis(300);
+pub const EARLY_READY_DELAY: Duration = Duration::from_secs(1);
 /// Largest HTTP request head accepted on the WebSocket port before the upgrade.
 pub const MAX_HTTP_HEAD: usize = 8 * 1024;
 /// Time allowed for the whole HTTP request head (a slowloris client is cut off after this).

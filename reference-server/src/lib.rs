@@ -93,7 +93,11 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         for (b, transport) in bound {
             let (shared, crypto, shutdown) = (shared.clone(), crypto.clone(), shutdown_rx.clone());
             tasks.push(tokio::spawn(async move {
-                tokio::time::sleep(EARLY_READY_DELAY).await;
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(EARLY_READY_DELAY) => {}
+                    _ = hub::until_true(&mut stop) => return,
+                }
                 match b.listen() {
                     Ok(l) => serve::accept_loop(shared, crypto, l, transport, shutdown).await,
                     Err(_) => shared.count_error("listen_failed"),

@@ -3,7 +3,10 @@
 
 mod util;
 
+mod faults;
+mod http;
 mod large;
 mod lifecycle;
 mod malformed;
+mod process;
 mod sessions;

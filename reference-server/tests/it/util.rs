@@ -52,6 +52,8 @@ pub struct Peer {
     pub session: Option<Session>,
     /// ERROR_MESSAGE / REMOTE_LOG etc. seen while waiting for something else.
     pub seen: Vec<Packet>,
+    /// WebSocket data frames received (to see server-side fragmentation).
+    pub data_frames: u64,
 }
 
 impl Peer {
@@ -75,6 +77,7 @@ impl Peer {
             raw: Vec::new(),
             session: None,
             seen: Vec::new(),
+            data_frames: 0,
         }
     }
 
@@ -165,6 +168,7 @@ impl Peer {
                         }
                         op if op.is_control() => {}
                         _ => {
+                            self.data_frames += 1;
                             self.packets.handle_bytes(&f.payload);
                             if let Some(Ok(p)) = self.packets.poll_packet() {
                                 return Recv::Packet(self.open(p));

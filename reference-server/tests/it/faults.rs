@@ -1,0 +1,117 @@
+//! Fault emulation beyond slots and readiness (ACIP-SPEC.md 6.2, 8): `--fault rx-pause` back-pressure,
+//! the old 100 ms reassembly timeout against a slow sender, and 256 KiB-style server fragmentation.
+
+use std::time::{Duration, Instant};
+
+use acip::ws::OpCode;
+use acip::{Dialect, Packet, PacketType};
+
+use crate::util::*;
+
+/// Sends `n` 230 KB frames back to back; returns how long the writes took.
+async fn blast(p: &mut Peer, n: u64) -> Duration {
+    let t0 = Instant::now();
+    for seq in 0..n {
+        p.send(&pattern_frame(320, 240, seq)).await;
+    }
+    t0.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rx_pause_stops_reading_and_the_sender_stalls() {
+    let server = server(|c| {
+        c.faults.rx_pause = true;
+        c.tcp_idle_timeout = WAIT;
+    })
+    .await;
+    let mut p = Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await;
+    p.join(20, 5, 10).await;
+    let n = 40;
+    let took = blast(&mut p, n).await;
+    p.send(&Packet::empty(PacketType::PING)).await;
+    p.recv_type(PacketType::PONG).await;
+    let st = server.stats();
+    assert_eq!(st.counters.frames_received, n, "back-pressure loses nothing");
+    assert!(st.counters.errors.get("rx_queue_full_stall").copied().unwrap_or(0) > 0, "{:?}", st.counters);
+    // The slow consumer spends 30 ms per packet: the queue wait shows it, and 9 MB cannot all sit in
+    // loopback socket buffers, so the sender's writes stall too.
+    assert!(st.stages["server_queue_wait"].p90_us >= 25_000, "{:?}", st.stages["server_queue_wait"]);
+    assert!(took >= Duration::from_millis(300), "writes took only {took:?}");
+    drop(p);
+    settle(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rx_pause_the_queue_does_not_stall() {
+    let server = server(|c| c.tcp_idle_timeout = WAIT).await;
+    let mut p = Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await;
+    p.join(20, 5, 10).await;
+    blast(&mut p, 40).await;
+    p.send(&Packet::empty(PacketType::PING)).await;
+    p.recv_type(PacketType::PONG).await;
+    let st = server.stats();
+    assert_eq!(st.counters.frames_received, 40);
+    assert_eq!(st.counters.errors.get("rx_queue_full_stall"), None, "{:?}", st.counters.errors);
+    drop(p);
+    settle(&server).await;
+    server.shutdown().await;
+}
+
+/// Sends a 230 KB frame in 4096-byte fragments with one 150 ms pause in the middle (a browser's ~30 ms
+/// batches, stretched). Returns how the server answered the PING sent after it.
+async fn slow_fragments(reassembly: Duration) -> Result<(), Closed> {
+    let server = server(|c| c.reassembly_timeout = reassembly).await;
+    let (mut p, _) = Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await;
+    p.join(20, 5, 10).await;
+    let bytes = pattern_frame(320, 240, 0).encode();
+    let chunks: Vec<&[u8]> = bytes.chunks(4096).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let op = if i == 0 { OpCode::Binary } else { OpCode::Continuation };
+        p.send_frame(op, i + 1 == chunks.len(), c, true).await;
+        if i == chunks.len() / 2 {
+            tokio::time::sleep(Duration::from_millis(150)).await; // the sender's stall being reproduced
+        }
+    }
+    p.send(&Packet::empty(PacketType::PING)).await;
+    let r = loop {
+        match p.recv().await {
+            Recv::Packet(pk) if pk.packet_type == PacketType::PONG => break Ok(()),
+            Recv::Packet(_) => {}
+            Recv::Closed(c) => break Err(c),
+            Recv::NotAcip(b) => panic!("{b:?}"),
+        }
+    };
+    if r.is_ok() {
+        assert_eq!(server.stats().counters.frames_received, 1);
+    }
+    drop(p);
+    settle(&server).await;
+    server.shutdown().await;
+    r
+}
+
+#[tokio::test]
+async fn old_100ms_reassembly_timeout_breaks_a_slow_frame_and_2s_does_not() {
+    match slow_fragments(Duration::from_millis(100)).await {
+        Err(Closed::Ws { code: 1002, reason }) => assert!(reason.contains("reassembly timeout"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    slow_fragments(Duration::from_secs(2)).await.expect("the fixed timeout lets the frame through");
+}
+
+#[tokio::test]
+async fn server_side_fragmentation_is_reassembled_by_the_peer() {
+    let server = server(|c| c.ws_fragment = Some(100)).await;
+    let (mut p, _) = Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await;
+    p.join(80, 24, 30).await;
+    p.send(&pattern_frame(64, 48, 0)).await;
+    let f = p.recv_type(PacketType::ASCII_FRAME).await;
+    let frame = acip::codec::payloads::AsciiFrame::decode(&f.payload).unwrap();
+    assert_eq!(frame.text.len(), 80 * 24 + 23);
+    // 22 + 24 + 1943 bytes in 100-byte frames: at least 20 frames for this one packet.
+    assert!(p.data_frames >= 20, "{} frames", p.data_frames);
+    drop(p);
+    settle(&server).await;
+    server.shutdown().await;
+}
