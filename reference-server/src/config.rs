@@ -30,6 +30,9 @@ pub const FEB_SERVER_FRAGMENT: usize = 256 * 1024;
 pub const DEFAULT_RX_QUEUE: usize = 100;
 /// Bounded per-connection queue of outbound control packets (the video slot is separate).
 pub const DEFAULT_TX_QUEUE: usize = 256;
+/// Bytes of decoded packets the receive queue may hold per connection: with the packet-count bound this
+/// keeps a connection's buffered input at 16 MiB, not 100 x 5 MiB.
+pub const DEFAULT_RX_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Receive queue depth under `--fault rx-pause`.
 pub const RX_PAUSE_QUEUE: usize = 2;
 /// Time the slow consumer spends per packet under `--fault rx-pause` (about one lws service round).
@@ -123,6 +126,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Receive queue depth (decoded packets) per connection.
     pub rx_queue: usize,
+    /// Receive queue budget in bytes per connection (a larger packet takes the whole budget).
+    pub rx_queue_bytes: usize,
     /// Outbound control queue depth per connection.
     pub tx_queue: usize,
     /// Upper bound on ASCII_FRAME rate per client (the client's `desired_fps` is capped by this).
@@ -163,6 +168,7 @@ impl ServerConfig {
             v6only: true,
             limits: Limits::default(),
             rx_queue: DEFAULT_RX_QUEUE,
+            rx_queue_bytes: DEFAULT_RX_QUEUE_BYTES,
             tx_queue: DEFAULT_TX_QUEUE,
             max_fps: MAX_RENDER_FPS,
             ready_file: None,
@@ -198,8 +204,11 @@ impl ServerConfig {
         if self.ws_fragment == Some(0) {
             return Err("WebSocket fragment size 0".into());
         }
-        if self.rx_queue == 0 || self.tx_queue == 0 {
+        if self.rx_queue == 0 || self.tx_queue == 0 || self.rx_queue_bytes == 0 {
             return Err("queue depth 0".into());
+        }
+        if self.rx_queue_bytes > u32::MAX as usize {
+            return Err("receive queue budget over 4 GiB".into());
         }
         if self.max_fps == 0 {
             return Err("max fps 0".into());

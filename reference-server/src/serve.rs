@@ -13,7 +13,7 @@ use acip::Packet;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::RX_PAUSE_QUEUE;
@@ -90,7 +90,7 @@ impl ConnTasks {
         conn: Arc<ConnInfo>,
         lease: SlotLease,
         sink: Sink,
-    ) -> (ConnTasks, mpsc::Sender<Inbound>) {
+    ) -> (ConnTasks, RxSender) {
         let cfg = &shared.config;
         let (outbox, orx) = Outbox::new(conn.clone(), cfg.tx_queue);
         let writer = tokio::spawn(run_writer(sink, orx, conn.clone()));
@@ -107,6 +107,7 @@ impl ConnTasks {
             renderer: renderer.clone(),
         };
         let session = tokio::spawn(run_session(ctx, irx));
+        let itx = RxSender::new(itx, cfg.rx_queue_bytes);
         (ConnTasks { conn, outbox, writer, session, renderer, lease }, itx)
     }
 
@@ -157,18 +158,42 @@ async fn join_or_abort<T>(mut h: JoinHandle<T>) -> Option<T> {
     }
 }
 
-/// Hands a decoded packet to the dispatch task; waits (back-pressure) when the queue is full.
-/// `false` when the dispatch task has gone.
-pub(crate) async fn push(itx: &mpsc::Sender<Inbound>, conn: &ConnInfo, packet: Packet, wire: usize) -> bool {
-    let inb = Inbound { packet, wire, queued: Instant::now() };
-    match itx.try_send(inb) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(inb)) => {
-            // Not a drop: the reader stops reading until there is room, so the peer sees TCP back-pressure.
-            conn.count_error("rx_queue_full_stall");
-            itx.send(inb).await.is_ok()
+/// The reader's end of the receive queue: bounded in packets and in bytes.
+pub(crate) struct RxSender {
+    tx: mpsc::Sender<Inbound>,
+    bytes: Arc<Semaphore>,
+    budget: usize,
+}
+
+impl RxSender {
+    fn new(tx: mpsc::Sender<Inbound>, budget: usize) -> Self {
+        RxSender { tx, bytes: Arc::new(Semaphore::new(budget)), budget }
+    }
+
+    /// Hands a decoded packet to the dispatch task; waits (back-pressure: the reader stops reading, so the
+    /// peer's writes stall) while the queue is full in packets or bytes. `false` when the dispatch task
+    /// has gone. Waiting is counted as `rx_queue_full_stall`; nothing is ever dropped here.
+    pub async fn push(&self, conn: &ConnInfo, packet: Packet, wire: usize) -> bool {
+        let want = packet.payload.len().clamp(1, self.budget) as u32;
+        let permit = match self.bytes.clone().try_acquire_many_owned(want) {
+            Ok(p) => p,
+            Err(_) => {
+                conn.count_error("rx_queue_full_stall");
+                match self.bytes.clone().acquire_many_owned(want).await {
+                    Ok(p) => p,
+                    Err(_) => return false,
+                }
+            }
+        };
+        let inb = Inbound { packet, wire, queued: Instant::now(), budget: Some(permit) };
+        match self.tx.try_send(inb) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(inb)) => {
+                conn.count_error("rx_queue_full_stall");
+                self.tx.send(inb).await.is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
 
@@ -200,12 +225,7 @@ async fn serve_tcp(shared: Arc<Shared>, crypto: ServerCrypto, stream: TcpStream,
 }
 
 /// Reads the TCP byte stream into packets (ACIP-SPEC.md 6.1) with the idle timeout of 1.4 (b).
-async fn read_tcp(
-    mut r: OwnedReadHalf,
-    itx: &mpsc::Sender<Inbound>,
-    conn: &ConnInfo,
-    shared: &Shared,
-) -> End {
+async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared: &Shared) -> End {
     let idle = shared.config.tcp_idle_timeout;
     let mut dec = StreamDecoder::new(shared.config.limits);
     let mut buf = vec![0u8; READ_BUF];
@@ -233,7 +253,7 @@ async fn read_tcp(
                         conn.record(Stage::ServerAssembly, now - f);
                     }
                     let wire = packet.wire_len();
-                    if !push(itx, conn, packet, wire).await {
+                    if !itx.push(conn, packet, wire).await {
                         return End::ReaderDone;
                     }
                 }

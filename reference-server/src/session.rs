@@ -37,6 +37,8 @@ pub(crate) struct Inbound {
     pub wire: usize,
     /// When the packet entered the receive queue.
     pub queued: Instant,
+    /// The packet's share of the receive queue's byte budget, returned when it is dropped (handled).
+    pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// What the dispatch task shares with the connection task.
@@ -142,7 +144,9 @@ impl SessionState {
     }
 
     async fn handle(&mut self, ctx: &SessionCtx, inb: Inbound) -> Result<(), End> {
-        let Inbound { packet, wire, .. } = inb;
+        let Inbound { packet, wire, budget, .. } = inb;
+        // Handling holds the budget: the bytes are still in memory until the packet is stored or dropped.
+        let _budget = budget;
         ctx.conn.count_rx(packet.packet_type, wire);
         if let Some(h) = self.handshake.as_mut() {
             let r = h.handle_packet(packet, Instant::now());

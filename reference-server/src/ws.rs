@@ -22,15 +22,13 @@ use acip::{Dialect, Packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::conn::{Outbound, Sink};
 use crate::crypto::ServerCrypto;
 use crate::end::End;
 use crate::http::{self, Route};
 use crate::hub::{ConnInfo, Shared, Transport};
-use crate::serve::{push, ConnTasks, READ_BUF};
-use crate::session::Inbound;
+use crate::serve::{ConnTasks, RxSender, READ_BUF};
 
 /// Close code for "try again later" (RFC 6455 7.4.1, registered 1013): the server is full.
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
@@ -107,7 +105,7 @@ pub(crate) async fn serve_ws(
 async fn read_ws(
     mut r: OwnedReadHalf,
     leftover: Vec<u8>,
-    itx: &mpsc::Sender<Inbound>,
+    itx: &RxSender,
     tasks: &ConnTasks,
     shared: &Shared,
 ) -> End {
@@ -159,7 +157,7 @@ async fn read_ws(
                             Ok(p) => p,
                             Err(e) => return End::Codec(e),
                         };
-                        if !push(itx, conn, packet, wire).await {
+                        if !itx.push(conn, packet, wire).await {
                             return End::ReaderDone;
                         }
                     }
@@ -176,7 +174,7 @@ async fn read_ws(
                                     conn.record(Stage::ServerAssembly, now - f);
                                 }
                                 let wire = packet.wire_len();
-                                if !push(itx, conn, packet, wire).await {
+                                if !itx.push(conn, packet, wire).await {
                                     return End::ReaderDone;
                                 }
                             }
