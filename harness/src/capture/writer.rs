@@ -28,7 +28,9 @@ pub struct SyntheticSession {
     server: SocketAddrV4,
     seq: [u32; 2],
     frames: Vec<(Duration, Vec<u8>)>,
-    /// Drop every data segment whose index (counted from 0) is here: for captures with gaps.
+    /// For each frame, the index of the data segment it carries (counted from 0), if any.
+    data_index: Vec<Option<usize>>,
+    /// Data segments (by index) left out when the session is written: for captures with gaps.
     pub drop_segments: Vec<usize>,
     data_segments: usize,
 }
@@ -41,6 +43,7 @@ impl SyntheticSession {
             server,
             seq: [1000, 5000],
             frames: Vec::new(),
+            data_index: Vec::new(),
             drop_segments: Vec::new(),
             data_segments: 0,
         };
@@ -77,6 +80,7 @@ impl SyntheticSession {
         // Writing into a Vec cannot fail; the only other error is a payload over 64 KiB, which `send` avoids.
         if b.write(&mut frame, payload).is_ok() {
             self.frames.push((at, frame));
+            self.data_index.push((!payload.is_empty()).then_some(self.data_segments));
         }
     }
 
@@ -84,11 +88,8 @@ impl SyntheticSession {
     /// acknowledged by the peer.
     pub fn send(&mut self, at: Duration, dir: Dir, data: &[u8]) {
         for chunk in data.chunks(SYNTHETIC_MSS) {
-            let index = self.data_segments;
+            self.push(at, dir, "PA", chunk);
             self.data_segments += 1;
-            if !self.drop_segments.contains(&index) {
-                self.push(at, dir, "PA", chunk);
-            }
             self.seq[dir.index()] = self.seq[dir.index()].wrapping_add(chunk.len() as u32);
             let back = match dir {
                 Dir::ClientToServer => Dir::ServerToClient,
@@ -111,9 +112,13 @@ impl SyntheticSession {
         self.push(at, first, "A", &[]);
     }
 
-    /// The frames recorded so far (capture time, Ethernet frame).
-    pub fn frames(&self) -> &[(Duration, Vec<u8>)] {
-        &self.frames
+    /// The frames to write (capture time, Ethernet frame), without the dropped data segments.
+    pub fn frames(&self) -> impl Iterator<Item = &(Duration, Vec<u8>)> {
+        self.frames
+            .iter()
+            .zip(&self.data_index)
+            .filter(|(_, i)| !i.is_some_and(|i| self.drop_segments.contains(&i)))
+            .map(|(f, _)| f)
     }
 }
 
@@ -210,7 +215,7 @@ impl<W: std::io::Write> CaptureWriter<W> {
 }
 
 fn ordered<'s>(sessions: &[&'s SyntheticSession]) -> Vec<&'s (Duration, Vec<u8>)> {
-    let mut frames: Vec<&(Duration, Vec<u8>)> = sessions.iter().flat_map(|s| s.frames.iter()).collect();
+    let mut frames: Vec<&(Duration, Vec<u8>)> = sessions.iter().flat_map(|s| s.frames()).collect();
     // Stable: the frames of one instant keep their script order.
     frames.sort_by_key(|(at, _)| *at);
     frames

@@ -52,6 +52,8 @@ pub struct DissectConfig {
     pub max_http_head: usize,
     /// Packets listed in a flow's `opening`.
     pub max_opening: usize,
+    /// Keep every whole packet in [`FlowReport::script`] (for `--against`).
+    pub collect_packets: bool,
 }
 
 impl Default for DissectConfig {
@@ -65,6 +67,7 @@ impl Default for DissectConfig {
             max_anomalies_per_flow: 256,
             max_http_head: 16 * 1024,
             max_opening: 12,
+            collect_packets: false,
         }
     }
 }
@@ -189,7 +192,10 @@ impl Ctx<'_> {
     }
 
     fn instant(&self, ts: Duration) -> Instant {
-        self.base + ts.saturating_sub(self.first_ts.unwrap_or_default())
+        // Capped so hostile timestamps cannot overflow `Instant` (here or in the reassembler's deadline).
+        const MAX_SPAN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        let d = ts.saturating_sub(self.first_ts.unwrap_or_default()).min(MAX_SPAN);
+        self.base.checked_add(d).unwrap_or(self.base)
     }
 
     fn handle_event(&mut self, ev: StreamEvent<'_>) {
@@ -427,6 +433,7 @@ struct FlowState {
     server_kex: Option<(At, PacketType)>,
     /// The first FIN or RST.
     closed: Option<(Dir, &'static str)>,
+    script: Vec<ScriptPacket>,
 }
 
 impl FlowState {
@@ -461,6 +468,7 @@ impl FlowState {
             client_first: None,
             server_kex: None,
             closed: None,
+            script: Vec::new(),
         }
     }
 
@@ -1148,6 +1156,9 @@ impl FlowState {
             st.count += 1;
             st.bytes += wire;
         }
+        if ctx.config.collect_packets {
+            self.script.push(ScriptPacket { at: at.ts, dir, packet: packet.clone() });
+        }
         if self.opening.len() < ctx.config.max_opening {
             self.opening.push(format!("{} {ty} {len} B", dir.arrow()));
         }
@@ -1288,6 +1299,7 @@ impl FlowState {
             server_to_client: s2c,
             anomalies: self.anomalies,
             anomalies_dropped: self.anomalies_dropped,
+            script: self.script,
         }
     }
 

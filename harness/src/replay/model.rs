@@ -67,6 +67,19 @@ pub struct FlowReport {
     pub anomalies: Vec<Anomaly>,
     /// Anomalies past [`super::dissect::DissectConfig::max_anomalies_per_flow`], counted only.
     pub anomalies_dropped: u64,
+    /// Whole packets in order with their capture time, kept only with
+    /// [`super::dissect::DissectConfig::collect_packets`] (the input of a live replay).
+    #[serde(skip)]
+    pub script: Vec<ScriptPacket>,
+}
+
+/// A whole packet of a flow, as captured.
+#[derive(Debug, Clone)]
+pub struct ScriptPacket {
+    /// Capture time (since the Unix epoch).
+    pub at: std::time::Duration,
+    pub dir: Dir,
+    pub packet: acip::Packet,
 }
 
 /// One direction of a flow.

@@ -1,0 +1,371 @@
+//! `harness replay`: every capture in `corpus/captures/` dissected and snapshotted (durations and
+//! timestamps stripped, STYLE.md rules 17 and 25) with its story asserted; the committed synthetic captures
+//! regenerated from code; the `pcap` fuzz seeds replayed; the WebSocket numbers cross-checked with tshark
+//! where it is installed; and a live replay against a real listener.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use harness::capture::samples;
+use harness::capture::{sessions_to_pcap, SyntheticLink};
+use harness::replay::model::{AnomalyKind, Dissection, FlowReport, Transport};
+use harness::replay::{dissect, DissectConfig};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ is inside the repository").to_path_buf()
+}
+
+fn captures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("corpus/captures"))
+        .expect("corpus/captures exists")
+        .map(|e| e.expect("readable directory entry").path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")))
+        .collect();
+    v.sort();
+    v
+}
+
+fn dissect_file(path: &Path) -> Dissection {
+    let data = std::fs::read(path).expect("capture readable");
+    let name = path.file_name().expect("file name").to_string_lossy();
+    dissect(&name, &data, &DissectConfig::default()).expect("a capture")
+}
+
+/// Replaces every duration and timestamp (`*_s`, `*_ms` fields, "12.345 ms" in texts) so snapshots
+/// only change when the dissection does.
+fn redact(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if k.ends_with("_s") || k.ends_with("_ms") {
+                    *v = serde_json::Value::String("[redacted]".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+        serde_json::Value::String(s) => {
+            let words: Vec<&str> = s.split(' ').collect();
+            let mut out = Vec::with_capacity(words.len());
+            for (i, w) in words.iter().enumerate() {
+                let next_is_ms = words.get(i + 1).is_some_and(|n| n.trim_end_matches([',', ')']) == "ms");
+                if next_is_ms && w.parse::<f64>().is_ok() {
+                    out.push("[t]");
+                } else {
+                    out.push(w);
+                }
+            }
+            *s = out.join(" ");
+        }
+        _ => {}
+    }
+}
+
+fn anomalies(f: &FlowReport, kind: AnomalyKind) -> Vec<&str> {
+    f.anomalies.iter().filter(|a| a.kind == kind).map(|a| a.detail.as_str()).collect()
+}
+
+#[test]
+fn every_corpus_capture_is_dissected_and_snapshotted() {
+    let started = Instant::now();
+    let all = captures();
+    assert!(all.len() >= 6, "expected the shared captures in corpus/captures, found {all:?}");
+    for path in &all {
+        let one = Instant::now();
+        let d = dissect_file(path);
+        eprintln!("{}: {} frames, {:?}", d.file, d.frames, one.elapsed());
+        assert!(!d.flows.is_empty(), "{}: no TCP flow", d.file);
+        let mut v = serde_json::to_value(&d).expect("serialisable");
+        redact(&mut v);
+        let name = path.file_name().expect("file name").to_string_lossy().replace('.', "_");
+        insta::assert_json_snapshot!(name, v);
+        // The human rendering is made from the same data and names every flow.
+        let text = d.render();
+        for f in &d.flows {
+            assert!(text.contains(&format!("flow {}:", f.id.0)));
+        }
+    }
+    eprintln!("dissected {} captures in {:?}", all.len(), started.elapsed());
+}
+
+#[test]
+fn sigabrt_capture_shows_a_4096_byte_message_claiming_a_230446_byte_packet() {
+    let d = dissect_file(&repo().join("corpus/captures/old087fa71_ws_fragment_sigabrt.pcap"));
+    let f = &d.flows[0];
+    assert_eq!(f.transport, Transport::WebSocket);
+    assert_eq!(f.dialect, acip::Dialect::Feb);
+    let short = anomalies(f, AnomalyKind::MessageShorterThanPacket);
+    assert_eq!(short.len(), 1, "{short:?}");
+    assert!(short[0].contains("IMAGE_FRAME(3001)"), "{}", short[0]);
+    assert!(short[0].contains("4096 bytes") && short[0].contains("230446-byte"), "{}", short[0]);
+    assert_eq!(anomalies(f, AnomalyKind::AbnormalClose).len(), 1);
+}
+
+#[test]
+fn the_57_fragment_messages_reassemble() {
+    let d = dissect_file(&repo().join("corpus/captures/old9850bc9_ws_plaintext.pcap"));
+    let f = &d.flows[0];
+    let ws = f.client_to_server.ws.as_ref().expect("WebSocket statistics");
+    assert_eq!(ws.fragments_per_message.get(&57), Some(&5));
+    assert_eq!(f.client_to_server.by_type["IMAGE_FRAME(3001)"].count, 5);
+    assert_eq!(f.client_to_server.by_type["IMAGE_FRAME(3001)"].max_len, 230_424);
+    assert!(anomalies(f, AnomalyKind::CrcMismatch).is_empty());
+    assert!(!anomalies(f, AnomalyKind::Stall).is_empty(), "30+ ms gaps inside messages are stalls");
+}
+
+#[test]
+fn encrypted_session_shows_its_handshake_then_1200_packets() {
+    let d = dissect_file(&repo().join("corpus/captures/tcp_encrypted.pcap"));
+    let f = &d.flows[0];
+    assert!(f.encrypted);
+    let names: Vec<&str> = f.opening.iter().map(|o| o.split(' ').nth(1).expect("dir type len")).collect();
+    assert_eq!(
+        &names[..8],
+        [
+            "PROTOCOL_VERSION(1)",
+            "PROTOCOL_VERSION(1)",
+            "CRYPTO_CAPABILITIES(1100)",
+            "CRYPTO_PARAMETERS(1101)",
+            "CRYPTO_KEY_EXCHANGE_INIT(1102)",
+            "CRYPTO_KEY_EXCHANGE_RESP(1103)",
+            "CRYPTO_HANDSHAKE_COMPLETE(1108)",
+            "ENCRYPTED(1200)",
+        ]
+    );
+    let enc = f.client_to_server.encrypted.as_ref().expect("encrypted packets up");
+    assert_eq!(enc.first_counter, 1, "feb nonce counters are little-endian and start at 1");
+    assert_eq!(f.client_to_server.by_type["ENCRYPTED(1200)"].max_len, 230_486);
+    // The server interleaved two packets: the byte stream breaks there.
+    let crc = anomalies(f, AnomalyKind::CrcMismatch);
+    assert_eq!(crc.len(), 1);
+    assert!(crc[0].contains("interleaved"), "{}", crc[0]);
+}
+
+#[test]
+fn ws_plaintext_shows_the_key_exchange_to_a_plaintext_client_and_1006() {
+    let d = dissect_file(&repo().join("corpus/captures/ws_plaintext.pcap"));
+    let f = &d.flows[0];
+    let kex = anomalies(f, AnomalyKind::HandshakeMismatch);
+    assert_eq!(kex.len(), 1);
+    assert!(kex[0].contains("CRYPTO_KEY_EXCHANGE_INIT(1102)"));
+    assert!(anomalies(f, AnomalyKind::AbnormalClose)[0].starts_with("1006"));
+    let ws = f.client_to_server.ws.as_ref().expect("WebSocket statistics");
+    assert_eq!(ws.fragments_per_message.get(&1), Some(&10), "every IMAGE_FRAME is one frame");
+    assert!(f.server_to_client.tcp.zero_windows > 0);
+}
+
+#[test]
+fn cut_capture_reports_the_truncated_packet() {
+    let d = dissect_file(&repo().join("corpus/captures/tcp_plaintext.pcap"));
+    let f = &d.flows[0];
+    let t = anomalies(f, AnomalyKind::TruncatedStream);
+    assert_eq!(t.len(), 1);
+    assert!(t[0].contains("230446-byte IMAGE_FRAME(3001)"), "{}", t[0]);
+    assert_eq!(f.ending, "still open when the capture ends");
+}
+
+/// The synthetic captures in `corpus/captures/` are what the writer produces today
+/// (`UPDATE_CORPUS=1 cargo test -p harness synthetic` rewrites them).
+#[test]
+fn synthetic_captures_are_regenerated_from_code() {
+    let tcp = samples::plaintext_tcp(3, 320, 240);
+    let ws = samples::ws_fragmented(2, 320, 240, 4096);
+    let files = [
+        ("synthetic_tcp_plaintext.pcap", sessions_to_pcap(&[&tcp], SyntheticLink::Ethernet)),
+        ("synthetic_ws_57_fragments.pcap", sessions_to_pcap(&[&ws], SyntheticLink::Ethernet)),
+    ];
+    for (name, bytes) in files {
+        let path = repo().join("corpus/captures").join(name);
+        if std::env::var_os("UPDATE_CORPUS").is_some() {
+            std::fs::write(&path, &bytes).expect("corpus writable");
+        }
+        let committed = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            committed == bytes,
+            "{name} differs from what the writer produces (UPDATE_CORPUS=1 to rewrite)"
+        );
+    }
+    let d = dissect("ws", &sessions_to_pcap(&[&ws], SyntheticLink::Ethernet), &DissectConfig::default())
+        .expect("own capture");
+    let f = &d.flows[0];
+    assert!(f.anomalies.is_empty(), "{:?}", f.anomalies);
+    let w = f.client_to_server.ws.as_ref().expect("ws");
+    assert_eq!(w.fragments_per_message.get(&57), Some(&2));
+    assert_eq!(w.close.as_ref().and_then(|c| c.code), Some(1000));
+}
+
+#[test]
+fn every_link_type_and_pcapng_give_the_same_dissection() {
+    let tcp = samples::plaintext_tcp(2, 16, 16);
+    let reference =
+        dissect("x", &sessions_to_pcap(&[&tcp], SyntheticLink::Ethernet), &DissectConfig::default())
+            .expect("capture");
+    let summary = |d: &Dissection| {
+        let f = &d.flows[0];
+        (f.client_to_server.packets, f.server_to_client.packets, f.client_to_server.tcp.bytes, d.duration_s)
+    };
+    assert_eq!(summary(&reference).0, 5);
+    for link in [SyntheticLink::LinuxSll, SyntheticLink::LinuxSll2, SyntheticLink::Null, SyntheticLink::RawIp]
+    {
+        let d = dissect("x", &sessions_to_pcap(&[&tcp], link), &DissectConfig::default()).expect("capture");
+        assert_eq!(summary(&d), summary(&reference), "{link:?}");
+    }
+    let ng = harness::capture::sessions_to_pcapng(&[&tcp]);
+    let d = dissect("x", &ng, &DissectConfig::default()).expect("pcapng");
+    assert_eq!(summary(&d), summary(&reference), "pcapng with if_tsresol 9");
+}
+
+#[test]
+fn a_lost_segment_is_a_gap_and_stops_that_direction() {
+    let mut tcp = samples::plaintext_tcp(3, 320, 240);
+    tcp.drop_segments = vec![4];
+    let d = dissect("gap", &sessions_to_pcap(&[&tcp], SyntheticLink::Ethernet), &DissectConfig::default())
+        .expect("capture");
+    let f = &d.flows[0];
+    let gaps = anomalies(f, AnomalyKind::TcpGap);
+    assert_eq!(gaps.len(), 1, "{:?}", f.anomalies);
+    assert!(gaps[0].contains("missing from the capture"));
+    assert!(f.client_to_server.end_state.starts_with("stopped"));
+    // The other direction is unaffected.
+    assert_eq!(f.server_to_client.end_state, "clean");
+}
+
+#[test]
+fn fuzz_seeds_replay() {
+    let dir = repo().join("corpus/seeds/pcap");
+    if std::env::var_os("UPDATE_CORPUS").is_some() {
+        std::fs::create_dir_all(&dir).expect("seed directory");
+        for (name, bytes) in samples::fuzz_seeds() {
+            std::fs::write(dir.join(name), bytes).expect("seed writable");
+        }
+    }
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus/seeds/pcap exists") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("seed readable");
+        harness::fuzzing::pcap(&data);
+        // Every prefix too: cut captures must never panic.
+        for cut in (0..data.len()).step_by(97) {
+            harness::fuzzing::pcap(&data[..cut]);
+        }
+        n += 1;
+    }
+    assert!(n >= 8, "expected the generated seeds in {dir:?}");
+}
+
+/// tshark's WebSocket frame count and reassembled message lengths equal ours, for every capture.
+/// Skipped (with the reason printed) where tshark is not installed.
+#[test]
+fn websocket_numbers_match_tshark() {
+    if std::process::Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("SKIPPED websocket_numbers_match_tshark: tshark is not on PATH");
+        return;
+    }
+    for path in captures() {
+        let d = dissect_file(&path);
+        let out = std::process::Command::new("tshark")
+            .args(["-r"])
+            .arg(&path)
+            .args(["-d", "tcp.port==27226,http", "-Y", "websocket", "-T", "fields", "-E", "occurrence=a"])
+            .args(["-e", "websocket.opcode", "-e", "websocket.fin", "-e", "websocket.reassembled.length"])
+            .args(["-e", "websocket.payload_length", "-e", "websocket.payload_length_ext_16"])
+            .args(["-e", "websocket.payload_length_ext_64"])
+            .output()
+            .expect("tshark runs");
+        assert!(out.status.success(), "tshark failed on {path:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut frames = 0u64;
+        let mut lengths = Vec::new();
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let opcodes: Vec<&str> = cols[0].split(',').filter(|s| !s.is_empty()).collect();
+            let fins: Vec<&str> = cols.get(1).unwrap_or(&"").split(',').collect();
+            frames += opcodes.len() as u64;
+            // Unfragmented data messages: the frame's own length; reassembled ones: tshark's total.
+            let short: Vec<u64> =
+                cols.get(3).unwrap_or(&"").split(',').filter_map(|s| s.parse().ok()).collect();
+            let mut ext = cols.get(4).unwrap_or(&"").split(',').filter_map(|s| s.parse::<u64>().ok());
+            let mut ext64 = cols.get(5).unwrap_or(&"").split(',').filter_map(|s| s.parse::<u64>().ok());
+            let reassembled: Vec<u64> =
+                cols.get(2).unwrap_or(&"").split(',').filter_map(|s| s.parse().ok()).collect();
+            let mut reassembled = reassembled.into_iter();
+            for (i, op) in opcodes.iter().enumerate() {
+                let len = match short.get(i) {
+                    Some(126) => ext.next().unwrap_or(0),
+                    Some(127) => ext64.next().unwrap_or(0),
+                    Some(n) => *n,
+                    None => 0,
+                };
+                let fin = fins.get(i) == Some(&"1") || fins.get(i) == Some(&"True");
+                match (*op, fin) {
+                    ("2", true) => lengths.push(len),
+                    ("0", true) => lengths.push(reassembled.next().unwrap_or(0)),
+                    _ => {}
+                }
+            }
+        }
+        let ours: u64 = d
+            .flows
+            .iter()
+            .flat_map(|f| [&f.client_to_server, &f.server_to_client])
+            .filter_map(|r| r.ws.as_ref())
+            .map(|w| w.frames)
+            .sum();
+        assert_eq!(ours, frames, "{path:?}: WebSocket frames (ours vs tshark)");
+        let mut our_lengths: Vec<u64> = d
+            .flows
+            .iter()
+            .flat_map(|f| [&f.client_to_server, &f.server_to_client])
+            .filter_map(|r| r.ws.as_ref())
+            .flat_map(|w| w.message_lengths.iter().copied())
+            .collect();
+        our_lengths.sort_unstable();
+        lengths.sort_unstable();
+        assert_eq!(our_lengths, lengths, "{path:?}: reassembled message lengths (ours vs tshark)");
+    }
+}
+
+#[test]
+fn dissection_is_fast_enough() {
+    // The largest capture (8 MB) must dissect well within the suite's budget even in a debug build.
+    let started = Instant::now();
+    let d = dissect_file(&repo().join("corpus/captures/tcp_plaintext.pcap"));
+    assert!(d.frames > 0);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+/// `--against`: the client side of real and synthetic plaintext captures replayed into the in-process
+/// reference server (real sockets on 127.0.0.1, ephemeral ports), over TCP and over WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_captures_replay_against_the_reference_server() {
+    use harness::replay::live::{replay_async, Pace, Target};
+    let server = reference_server::start(reference_server::ServerConfig::loopback()).await.expect("server starts");
+    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener").to_string());
+    let ws = Target::Ws(format!("ws://{}/", server.ws_addr().expect("ws listener")));
+    let config = DissectConfig { collect_packets: true, ..DissectConfig::default() };
+    for (file, target) in [
+        ("tcp_plaintext.pcap", &tcp),
+        ("synthetic_ws_57_fragments.pcap", &ws),
+        ("ws_plaintext.pcap", &ws),
+        ("tcp_encrypted.pcap", &tcp),
+    ] {
+        let data = std::fs::read(repo().join("corpus/captures").join(file)).expect("capture");
+        let d = dissect(file, &data, &config).expect("dissection");
+        let report = replay_async(&d, &data, &config, target, Pace::Fast).await.expect("replay runs");
+        eprintln!("{}", report.render());
+        let s = &report.sessions[0];
+        assert!(s.sent > 0, "{file}: nothing sent");
+        assert_eq!(s.sent as usize + s.skipped as usize >= 3, true);
+        // The server took the plaintext path and answered.
+        assert!(s.received_types.contains_key("SERVER_STATE(5008)"), "{file}: {:?}", s.received_types);
+        if file == "tcp_plaintext.pcap" {
+            assert_eq!(s.sent, 39, "every whole client packet of the cut capture");
+            assert!(s.divergences.is_empty(), "{file}: {:?}", s.divergences);
+        }
+        if file == "tcp_encrypted.pcap" {
+            assert!(s.plaintext_substitute);
+            assert_eq!(s.sent_types.get("CLIENT_CAPABILITIES(5000)"), Some(&1));
+        }
+    }
+    server.shutdown().await;
+}
