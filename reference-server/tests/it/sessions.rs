@@ -177,3 +177,71 @@ async fn identity_key_and_client_whitelist() {
     settle(&server).await;
     server.shutdown().await;
 }
+
+/// IPv6 loopback listeners (IPV6_V6ONLY set explicitly), skipped where the host has no IPv6.
+#[tokio::test]
+async fn ipv6_loopback_session() {
+    let any6: std::net::SocketAddr = "[::1]:0".parse().unwrap();
+    if std::net::TcpListener::bind(any6).is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let server = server(|c| {
+        c.dialect = Dialect::Head;
+        c.tcp = Some(any6);
+        c.ws = Some(any6);
+    })
+    .await;
+    assert!(server.ready_line().contains("tcp=[::1]:"), "{}", server.ready_line());
+    let mut p = Peer::tcp(server.tcp_addr().unwrap(), Dialect::Head).await;
+    p.handshake(CryptoMode::Encrypt).await;
+    stream_and_render(&mut p).await;
+    let (mut q, _) = Peer::ws(server.ws_addr().unwrap(), Dialect::Head, Some("acip")).await;
+    q.handshake(CryptoMode::Encrypt).await;
+    drop((p, q));
+    settle(&server).await;
+    server.shutdown().await;
+}
+
+/// ASCII frames follow the client's desired fps, capped at 60 (ACIP-SPEC.md 7.4).
+#[tokio::test]
+async fn ascii_frames_follow_the_desired_fps_capped_at_60() {
+    let server = server(|_| {}).await;
+    for (fps, lo, hi) in [(20u8, 35_000u64, 150_000u64), (144, 12_000, 60_000)] {
+        let mut p = Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await;
+        p.join(20, 5, fps).await;
+        p.send(&pattern_frame(32, 24, 0)).await;
+        for _ in 0..12 {
+            p.recv_type(PacketType::ASCII_FRAME).await;
+            p.send(&acip::Packet::empty(PacketType::PING)).await;
+        }
+        let st = server.stats();
+        let c = st.per_connection.iter().find(|c| c.phase == "active").unwrap();
+        let iv = c.stages["ascii_interval"];
+        assert!((lo..=hi).contains(&iv.p50_us), "fps {fps}: {iv:?}");
+        drop(p);
+        settle(&server).await;
+    }
+    server.shutdown().await;
+}
+
+/// WebSocket drops what it cannot use and stays up (ACIP-SPEC.md 1.4 (c)): an unknown type and an
+/// ENCRYPTED packet that does not decrypt are counted as drops, then PING still gets PONG.
+#[tokio::test]
+async fn websocket_drops_unknown_and_undecryptable_packets_and_stays_up() {
+    let server = server(|_| {}).await;
+    let (mut p, _) = Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await;
+    p.handshake(CryptoMode::Encrypt).await;
+    p.join(20, 5, 10).await;
+    p.send(&acip::Packet::new(PacketType::from_u16(6190), vec![1])).await;
+    let junk = acip::Packet::new(PacketType::ENCRYPTED, vec![7u8; 80]).encode();
+    p.send_frame(acip::ws::OpCode::Binary, true, &junk, true).await;
+    p.send(&acip::Packet::empty(PacketType::PING)).await;
+    p.recv_type(PacketType::PONG).await;
+    let st = server.stats();
+    assert_eq!(st.counters.drops.get("unhandled_type"), Some(&1), "{:?}", st.counters.drops);
+    assert_eq!(st.counters.drops.get("decrypt_failed"), Some(&1), "{:?}", st.counters.drops);
+    drop(p);
+    settle(&server).await;
+    server.shutdown().await;
+}
