@@ -2,3 +2,4 @@
 //! subcommand).
 
 mod diag;
+mod replay;
