@@ -26,6 +26,23 @@
 //! | 41 | ERROR_NETWORK_BIND: a listener could not bind after `--bind-retries` (message names the address, the OS error and the likely cause) |
 //! | 86 | ERROR_INVALID_PARAM: configuration out of range, unreadable key file |
 //!
+//! # Pointing the real ascii-chat client at this server (ACIP-SPEC.md 9)
+//!
+//! Not verified against a build here (no ascii-chat binary on this machine); the commands follow 9.1/9.2.
+//!
+//! ```text
+//! reference-server --dialect feb                      # TCP 127.0.0.1:27224, WS 127.0.0.1:27226
+//! ascii-chat client 127.0.0.1:27224 --test-pattern -S -D 3 [--no-encrypt]           # FEB client, TCP
+//! ascii-chat client ws://localhost:27226 -S -D 1                                     # FEB client, WS
+//! reference-server --dialect head
+//! ascii-chat client 127.0.0.1:27224 --no-encrypt --video-codec raw --test-pattern -S -D 3   # HEAD, TCP
+//! ascii-chat client ws://localhost:27226 --video-codec raw --test-pattern -S -D 3           # HEAD, WS
+//! ```
+//!
+//! Without `--video-codec raw` a HEAD client sends IMAGE_FRAME_H265, which this server accepts and counts
+//! (`h265_not_decoded`) but cannot render. Do not give this server `--key` for the real client unless the
+//! client passes `--server-key` (4.3 step 4b).
+//!
 //! # Deliberate differences from the real server
 //!
 //! - Bad magic or CRC on WebSocket closes the connection (1002) instead of being ignored.

@@ -180,3 +180,19 @@ async fn full_server_sends_the_server_full_line_to_tcp_and_a_close_to_ws() {
     settle(&server).await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_and_joins() {
+    let server = server(|_| {}).await;
+    let mut a = Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await;
+    a.join(20, 5, 10).await;
+    let (mut b, _) = Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await;
+    b.handshake(CryptoMode::Encrypt).await;
+    b.join(20, 5, 10).await;
+    tokio::time::timeout(WAIT, server.shutdown()).await.expect("shutdown joins in time");
+    assert_eq!(a.expect_close().await.0, Closed::Eof);
+    match b.expect_close().await.0 {
+        Closed::Ws { code, .. } => assert_eq!(code, 1001),
+        other => panic!("{other:?}"),
+    }
+}
