@@ -16,6 +16,8 @@ pub struct Throughput {
     pub record_bytes: usize,
     pub records: u64,
     pub seconds: f64,
+    /// The client's per-stage timings (empty for raw TCP).
+    pub stages: std::collections::BTreeMap<String, acip::stats::StageSummary>,
 }
 
 impl Throughput {
@@ -39,7 +41,13 @@ impl std::fmt::Display for Throughput {
             self.mbytes_per_second(),
             self.records,
             self.seconds
-        )
+        )?;
+        for name in ["client_build", "client_encrypt", "client_write", "client_flush"] {
+            if let Some(st) = self.stages.get(name) {
+                write!(f, "\n    {name:<15} p50 {:>6} us  p99 {:>6} us", st.p50_us, st.p99_us)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +84,7 @@ pub async fn raw_tcp(duration: Duration, record_bytes: usize) -> std::io::Result
         record_bytes,
         records: bytes / record_bytes as u64,
         seconds,
+        stages: Default::default(),
     })
 }
 
@@ -98,5 +107,6 @@ pub async fn client_max_rate(config: &ClientConfig, label: &str, duration: Durat
     if report.has_validation_errors() {
         return Err(crate::ClientError::Protocol(format!("{:?}", report.counters.errors)));
     }
-    Ok(Throughput { label: label.into(), record_bytes, records: seq, seconds })
+    let stages = report.stages.snapshot();
+    Ok(Throughput { label: label.into(), record_bytes, records: seq, seconds, stages })
 }
