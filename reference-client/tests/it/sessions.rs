@@ -41,10 +41,11 @@ async fn every_dialect_transport_and_mode_handshakes_and_streams() {
     let creds_pw = reference_client::Credentials { password: Some(password().1.clone()), identity: None };
     for dialect in [Dialect::Feb, Dialect::Head] {
         for ws in [false, true] {
-            for (encrypt, with_password) in [(false, false), (true, false), (true, true)] {
+            for (encrypt, with_password) in [(false, false), (true, false), (true, true), (false, true)] {
                 let label = format!("{dialect} ws={ws} encrypt={encrypt} password={with_password}");
                 let mut pc = PeerConfig::new(ws, dialect);
-                pc.mode = if encrypt { CryptoMode::Encrypt } else { CryptoMode::None };
+                // The server answers whatever handshake the client asks for unless it expects plaintext.
+                pc.mode = if encrypt || with_password { CryptoMode::Encrypt } else { CryptoMode::None };
                 if with_password {
                     pc.password = Some(password().1.clone());
                 }
@@ -60,7 +61,10 @@ async fn every_dialect_transport_and_mode_handshakes_and_streams() {
                 };
                 let client =
                     Client::connect_with(&cfg, &creds, None).await.unwrap_or_else(|e| panic!("{label}: {e}"));
-                assert_eq!(client.is_encrypted(), encrypt, "{label}");
+                // AUTH mode (no encryption, a password) still encrypts on WebSocket, where the server
+                // always selects the cipher (ACIP-SPEC.md 3.3).
+                let encrypted = encrypt || (ws && with_password);
+                assert_eq!(client.is_encrypted(), encrypted, "{label}");
                 for seq in 0..3 {
                     client.send_frame(seq, 1_000 + seq).await.unwrap();
                 }
@@ -68,7 +72,7 @@ async fn every_dialect_transport_and_mode_handshakes_and_streams() {
                 let s = peer.wait(&label, WAIT, |s| s.frames.len() == 3).await;
                 assert_eq!(
                     (s.caps, s.stream_starts, s.encrypted_sessions),
-                    (1, 1, u64::from(encrypt)),
+                    (1, 1, u64::from(encrypted)),
                     "{label}"
                 );
                 let seqs: Vec<u64> = s.frames.iter().map(|f| f.seq).collect();
@@ -86,7 +90,7 @@ async fn every_dialect_transport_and_mode_handshakes_and_streams() {
                 for stage in ["client_build", "client_write", "client_flush", "handshake", "ascii_interval"] {
                     assert!(report.stages.snapshot().contains_key(stage), "{label}: no {stage}");
                 }
-                assert_eq!(report.stages.snapshot().contains_key("client_encrypt"), encrypt, "{label}");
+                assert_eq!(report.stages.snapshot().contains_key("client_encrypt"), encrypted, "{label}");
                 peer.wait("the session to end", WAIT, |s| s.ended == 1).await;
             }
         }
