@@ -14,6 +14,7 @@
 //! the socket per fragment.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -737,9 +738,19 @@ fn unix_us(base: (Instant, SystemTime), at: Instant) -> u64 {
 /// Runs the configured sessions: `reconnect` (at least one) connect / stream / close cycles, frames on a
 /// fixed schedule. In snapshot mode each session streams until the first ASCII frame arrives.
 pub async fn run(config: ClientConfig, observer: Option<SharedObserver>) -> Result<ClientReport> {
-    config.validate()?;
+    let (report, outcome) = run_until(config, observer, std::future::pending()).await;
+    outcome.map(|()| report)
+}
+
+/// [`run`] that also ends, gracefully (the session is closed and counted), when `stop` resolves, e.g. on
+/// Ctrl-C. Returns the report of everything done so far together with the outcome, so a run that failed
+/// half-way still reports what it measured.
+pub async fn run_until(
+    config: ClientConfig,
+    observer: Option<SharedObserver>,
+    stop: impl Future<Output = ()>,
+) -> (ClientReport, Result<()>) {
     let start = Instant::now();
-    let creds = Credentials::load(&config).await?;
     let mut total = ClientReport {
         target: config.target.to_string(),
         dialect: config.dialect.to_string(),
@@ -748,17 +759,35 @@ pub async fn run(config: ClientConfig, observer: Option<SharedObserver>) -> Resu
         seed: config.seed,
         ..ClientReport::default()
     };
-    for i in 0..config.reconnect.max(1) {
-        let mut cfg = config.clone();
-        cfg.seed = config.seed.wrapping_add(u64::from(i));
-        let client = Client::connect_with(&cfg, &creds, observer.clone()).await?;
-        let outcome = drive(&client, &cfg).await;
-        let report = client.close().await;
-        total.merge(&report);
-        outcome?;
+    let mut stop = std::pin::pin!(stop);
+    let outcome = async {
+        config.validate()?;
+        let creds = Credentials::load(&config).await?;
+        for i in 0..config.reconnect.max(1) {
+            let mut cfg = config.clone();
+            cfg.seed = config.seed.wrapping_add(u64::from(i));
+            let client = tokio::select! {
+                c = Client::connect_with(&cfg, &creds, observer.clone()) => c?,
+                _ = stop.as_mut() => return Ok(()),
+            };
+            let outcome = tokio::select! {
+                o = drive(&client, &cfg) => o.map(|()| false),
+                _ = stop.as_mut() => Ok(true),
+            };
+            let report = client.close().await;
+            total.merge(&report);
+            if outcome? {
+                return Ok(());
+            }
+        }
+        Ok::<(), ClientError>(())
+    }
+    .await;
+    if let Err(e) = &outcome {
+        total.counters.count_error(e.kind());
     }
     total.elapsed = start.elapsed();
-    Ok(total)
+    (total, outcome)
 }
 
 /// One session's sending schedule: frame `seq` is due at `start + seq / fps`, and that due time (not the

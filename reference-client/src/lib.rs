@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use acip::Dialect;
-pub use client::{run, Client, Credentials};
+pub use client::{run, run_until, Client, Credentials};
 pub use error::{ClientError, Result, EXIT_VALIDATION};
 pub use report::{ClientEvent, ClientObserver, ClientReport, CloseInfo};
 

@@ -154,35 +154,29 @@ async fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let run = reference_client::run(config, None);
-    let result = tokio::select! {
-        r = run => r,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("reference-client: interrupted");
-            return ExitCode::from(130);
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
         }
+        eprintln!("reference-client: interrupted, closing");
     };
-    match result {
-        Ok(report) => {
-            if args.snapshot {
-                if let Some(text) = &report.snapshot {
-                    println!("{text}");
-                }
-            }
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            } else {
-                eprint!("{}", report.summary());
-            }
-            if report.has_validation_errors() {
-                ExitCode::from(reference_client::EXIT_VALIDATION)
-            } else {
-                ExitCode::SUCCESS
-            }
+    let (report, outcome) = reference_client::run_until(config, None, interrupted).await;
+    if args.snapshot {
+        if let Some(text) = &report.snapshot {
+            println!("{text}");
         }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        eprint!("{}", report.summary());
+    }
+    match outcome {
         Err(e) => {
             eprintln!("reference-client: {e}");
             ExitCode::from(e.exit_code())
         }
+        Ok(()) if report.has_validation_errors() => ExitCode::from(reference_client::EXIT_VALIDATION),
+        Ok(()) => ExitCode::SUCCESS,
     }
 }

@@ -281,3 +281,28 @@ async fn the_observer_sees_connect_frames_ascii_and_close() {
     assert_eq!(events.iter().filter(|(_, e)| matches!(e, ClientEvent::AsciiFrame { .. })).count(), 3);
     assert!(matches!(events.last().unwrap().1, ClientEvent::Closed(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_stops_gracefully_and_keeps_the_report() {
+    let peer = Peer::start(PeerConfig::new(true, Dialect::Feb)).await;
+    let stop = async {
+        peer.wait("3 frames", WAIT, |s| s.frames.len() >= 3).await;
+    };
+    let (report, outcome) = reference_client::run_until(config(&peer, true, Dialect::Feb), None, stop).await;
+    outcome.unwrap();
+    assert!(report.frames_sent() >= 3);
+    assert_eq!(report.sessions, 1);
+    assert!(report.close.as_ref().is_some_and(|c| c.by_client), "{:?}", report.close);
+    peer.wait("the session to end", WAIT, |s| s.ended == 1).await;
+
+    // A failed run still returns what it measured.
+    let mut pc = PeerConfig::new(false, Dialect::Feb);
+    pc.close_after_frames = Some(2);
+    let peer = Peer::start(pc).await;
+    let (report, outcome) =
+        reference_client::run_until(config(&peer, false, Dialect::Feb), None, std::future::pending()).await;
+    assert!(matches!(outcome, Err(ClientError::Closed { .. })), "{outcome:?}");
+    // The peer closes after reading 2 frames; a third may already be on its way.
+    assert!(report.frames_sent() >= 2);
+    assert_eq!(report.counters.errors.get("closed"), Some(&1));
+}
