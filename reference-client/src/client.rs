@@ -34,6 +34,8 @@ const HEADER_LEN: usize = acip::codec::HEADER_LEN;
 /// Packets waiting for the writer. Small: `send_frame` waits for its own write anyway, so the queue only
 /// absorbs PINGs (and, with concurrent writers, the fault's second message).
 const QUEUE_DEPTH: usize = 8;
+/// PINGs remembered while their PONG is outstanding.
+const MAX_PINGS_IN_FLIGHT: usize = 64;
 /// How long [`Client::close`] waits for the writer to finish and for the server to close its side.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -215,6 +217,16 @@ impl Shared {
             // The server never sends these to a client (section 2, "Not dispatched by the client").
             _ => self.invalid(format!("unexpected_{}", t.name().to_ascii_lowercase()), t.to_string()),
         }
+    }
+
+    /// Notes when a PING went out, for the RTT of its PONG. Bounded: a server that never answers cannot
+    /// make the queue grow (the oldest times are dropped and those RTTs are not measured).
+    fn ping_sent(&self) {
+        let mut q = lock(&self.pings);
+        if q.len() >= MAX_PINGS_IN_FLIGHT {
+            q.pop_front();
+        }
+        q.push_back(Instant::now());
     }
 
     fn set_fatal(&self, e: &ClientError) {
@@ -403,7 +415,7 @@ impl Client {
         let timing = self.enqueue(PacketType::IMAGE_FRAME, wire, !concurrent).await?.unwrap_or_default();
         if concurrent {
             let (ping, _) = self.shared.seal(&Packet::empty(PacketType::PING))?;
-            lock(&self.shared.pings).push_back(Instant::now());
+            self.shared.ping_sent();
             self.enqueue(PacketType::PING, ping, false).await?;
         }
         {
@@ -688,7 +700,7 @@ async fn pinger(tx: mpsc::Sender<Outgoing>, shared: Arc<Shared>, interval: Durat
     loop {
         tick.tick().await;
         let Ok((wire, _)) = shared.seal(&Packet::empty(PacketType::PING)) else { return };
-        lock(&shared.pings).push_back(Instant::now());
+        shared.ping_sent();
         if tx.send(Outgoing { packet_type: PacketType::PING, wire, done: None }).await.is_err() {
             return;
         }
