@@ -3,20 +3,23 @@
 //!
 //! The old server leaked slots (WS clients never removed, fixed in 4dce9818) and raced its teardown paths
 //! (receive callback vs CLOSED vs `remove_client`, 7.6). Here:
-//! - each slot is one atomic word holding `(generation, state)`, changed only by compare-and-swap, so every
-//!   transition is all-or-nothing;
+//! - every transition happens under one short lock, so it is all-or-nothing and the counts always agree
+//!   with the slots (a first lock-free design with separate atomic counters was dropped because loom showed
+//!   the counts lagging the slots: a client reconnecting during a teardown could be refused);
 //! - a [`SlotHandle`] carries the generation it was reserved under, and [`SlotPool::release`] bumps the
 //!   generation, so a stale handle can never act on a reused slot;
 //! - [`SlotPool::release`] returns `true` for exactly one caller however many race (reader, writer, close
-//!   path), which is the one that must free per-client resources.
+//!   path), which is the one that must free per-client resources;
+//! - [`SlotPool::in_use`] and [`SlotPool::active`] read atomics, without the lock.
 //!
 //! Lifecycle: `Free → Reserved → Active → Draining → Free`; `Reserved → Draining` (torn down before it
 //! became active) and `release` from any taken state are allowed. Only `Active` counts against
-//! `max_active`. Built on [`crate::sync`] so the loom models below check this very code.
+//! `max_active`. Built on [`crate::sync`] so the loom models (`slots/models.rs`) check this very code.
 
 use std::fmt;
 
-use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::Mutex;
 
 /// MAX_CLIENTS: slots in the array (ACIP-SPEC.md 7.1).
 pub const DEFAULT_CAPACITY: usize = 32;
@@ -33,26 +36,6 @@ pub enum SlotState {
     Active,
     /// Being torn down: no longer active, not yet free.
     Draining,
-}
-
-impl SlotState {
-    const fn to_bits(self) -> u64 {
-        match self {
-            SlotState::Free => 0,
-            SlotState::Reserved => 1,
-            SlotState::Active => 2,
-            SlotState::Draining => 3,
-        }
-    }
-
-    const fn from_bits(bits: u64) -> SlotState {
-        match bits & 0xFF {
-            1 => SlotState::Reserved,
-            2 => SlotState::Active,
-            3 => SlotState::Draining,
-            _ => SlotState::Free,
-        }
-    }
 }
 
 impl fmt::Display for SlotState {
@@ -97,12 +80,16 @@ impl fmt::Display for SlotHandle {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SlotError {
+    /// Every slot is taken (the C server answered `SERVER_FULL: ...`).
     #[error("no free client slot: all {capacity} slots are in use")]
     Full { capacity: usize },
+    /// `max_active` clients are already active.
     #[error("active-client limit of {max_active} reached")]
     ActiveLimit { max_active: usize },
+    /// The handle's reservation has ended: its slot was released (and possibly reused) since.
     #[error("{handle} is stale: the slot was released (and possibly reused) since it was reserved")]
     Stale { handle: SlotHandle },
+    /// The transition `op` is not allowed from the slot's current state.
     #[error("{handle} cannot {op}: it is {state}")]
     WrongState { handle: SlotHandle, state: SlotState, op: &'static str },
 }
@@ -114,29 +101,29 @@ pub enum SlotError {
 pub(crate) enum Bug {
     /// Correct code.
     None,
-    /// `release` decrements the in-use count with a separate load and store: two releases at once lose a
-    /// decrement and the pool believes a slot is still taken (the 4dce9818 "all 32 slots in use" symptom).
+    /// `release` frees the slot under the lock but fixes up the in-use count after dropping it, with a
+    /// separate load and store: two releases at once lose a decrement, and the pool refuses clients with
+    /// free slots (the 4dce9818 "all 32 array slots are in use" symptom).
     LeakyRelease,
     /// `release` and the other transitions compare only the slot index, not the generation: a stale handle
     /// (a late receive path) frees or drains the slot's next tenant.
     NoGenerationCheck,
 }
 
-const STATE_BITS: u32 = 8;
-
-const fn word(generation: u32, state: SlotState) -> u64 {
-    (generation as u64) << STATE_BITS | state.to_bits()
+/// One slot as the lock protects it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Bumped by every release, so handles of earlier reservations no longer match.
+    generation: u32,
+    state: SlotState,
 }
 
-const fn generation_of(word: u64) -> u32 {
-    (word >> STATE_BITS) as u32
-}
-
-/// The pool. Share it behind an `Arc`; every method takes `&self` and is lock-free.
+/// The pool. Share it behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]
 pub struct SlotPool {
-    slots: Box<[AtomicU64]>,
+    slots: Mutex<Vec<Slot>>,
     max_active: usize,
+    /// Mirrors of the slot table, written under the lock, read without it.
     in_use: AtomicUsize,
     active: AtomicUsize,
     #[cfg(any(test, loom))]
@@ -154,7 +141,7 @@ impl SlotPool {
     pub fn new(capacity: usize, max_active: usize) -> Self {
         let capacity = capacity.min(usize::from(u16::MAX) + 1);
         SlotPool {
-            slots: (0..capacity).map(|_| AtomicU64::new(word(0, SlotState::Free))).collect(),
+            slots: Mutex::new(vec![Slot { generation: 0, state: SlotState::Free }; capacity]),
             max_active,
             in_use: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
@@ -176,10 +163,19 @@ impl SlotPool {
         return Bug::None;
     }
 
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
+    /// Runs `f` on the slot table under the lock. A panic while it was held cannot leave a half-made
+    /// transition (each is one assignment), so a poisoned lock is still consistent and is used as is.
+    fn with_slots<R>(&self, f: impl FnOnce(&mut Vec<Slot>) -> R) -> R {
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut slots)
     }
 
+    /// Slots in the array.
+    pub fn capacity(&self) -> usize {
+        self.with_slots(|slots| slots.len())
+    }
+
+    /// The active-client limit.
     pub fn max_active(&self) -> usize {
         self.max_active
     }
@@ -194,132 +190,94 @@ impl SlotPool {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Claims the lowest free slot. `Full` when every slot was seen taken during one pass (under concurrent
-    /// releases a pass can miss a slot freed behind it; the server answers SERVER_FULL either way).
+    /// Claims the lowest free slot, or `Full`.
     pub fn reserve(&self) -> Result<SlotHandle, SlotError> {
-        for (index, slot) in self.slots.iter().enumerate() {
-            let cur = slot.load(Ordering::Acquire);
-            if SlotState::from_bits(cur) != SlotState::Free {
-                continue;
-            }
-            let generation = generation_of(cur);
-            let claimed = word(generation, SlotState::Reserved);
-            if slot.compare_exchange(cur, claimed, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                self.in_use.fetch_add(1, Ordering::AcqRel);
-                return Ok(SlotHandle { index: index as u16, generation });
-            }
-        }
-        Err(SlotError::Full { capacity: self.capacity() })
+        self.with_slots(|slots| {
+            let capacity = slots.len();
+            // The count is the admission check, as in the C server's "all 32 array slots are in use".
+            let index = match slots.iter().position(|s| s.state == SlotState::Free) {
+                Some(i) if self.in_use.load(Ordering::Acquire) < capacity => i,
+                _ => return Err(SlotError::Full { capacity }),
+            };
+            slots[index].state = SlotState::Reserved;
+            self.in_use.fetch_add(1, Ordering::AcqRel);
+            Ok(SlotHandle { index: index as u16, generation: slots[index].generation })
+        })
     }
 
     /// `Reserved → Active`, if the active limit allows.
     pub fn activate(&self, handle: &SlotHandle) -> Result<(), SlotError> {
-        // A stale or misplaced handle gets its own error rather than a misleading `ActiveLimit`; the
-        // compare-and-swap below still decides if the state changes in between.
-        match self.state(handle) {
-            None => return Err(SlotError::Stale { handle: *handle }),
-            Some(SlotState::Reserved) => {}
-            Some(state) => return Err(SlotError::WrongState { handle: *handle, state, op: "activate" }),
-        }
-        let limit = self.max_active;
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| (a < limit).then_some(a + 1))
-            .map_err(|_| SlotError::ActiveLimit { max_active: limit })?;
-        let result = self.transition(handle, "activate", |s| match s {
-            SlotState::Reserved => Some(SlotState::Active),
-            _ => None,
-        });
-        if result.is_err() {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-        }
-        result.map(|_| ())
+        self.with_slots(|slots| {
+            let slot = self.live(slots, handle)?;
+            if slot.state != SlotState::Reserved {
+                return Err(SlotError::WrongState { handle: *handle, state: slot.state, op: "activate" });
+            }
+            if self.active.load(Ordering::Acquire) >= self.max_active {
+                return Err(SlotError::ActiveLimit { max_active: self.max_active });
+            }
+            slot.state = SlotState::Active;
+            self.active.fetch_add(1, Ordering::AcqRel);
+            Ok(())
+        })
     }
 
     /// `Reserved | Active → Draining`: the connection is being torn down; it stops counting as active.
     pub fn drain(&self, handle: &SlotHandle) -> Result<(), SlotError> {
-        let from = self.transition(handle, "drain", |s| match s {
-            SlotState::Reserved | SlotState::Active => Some(SlotState::Draining),
-            _ => None,
-        })?;
-        if from == SlotState::Active {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-        }
-        Ok(())
+        self.with_slots(|slots| {
+            let slot = self.live(slots, handle)?;
+            match slot.state {
+                SlotState::Reserved => {}
+                SlotState::Active => {
+                    self.active.fetch_sub(1, Ordering::AcqRel);
+                }
+                state => return Err(SlotError::WrongState { handle: *handle, state, op: "drain" }),
+            }
+            slot.state = SlotState::Draining;
+            Ok(())
+        })
     }
 
     /// Frees the slot. Returns `true` for exactly one caller per reservation, however many race; `false` for
     /// a handle already released (and so for every stale handle).
     pub fn release(&self, handle: &SlotHandle) -> bool {
-        let Some(slot) = self.slots.get(handle.index()) else {
-            return false;
-        };
-        let mut cur = slot.load(Ordering::Acquire);
-        loop {
-            let state = SlotState::from_bits(cur);
-            if state == SlotState::Free || !self.same_generation(cur, handle) {
+        let freed = self.with_slots(|slots| {
+            let Ok(slot) = self.live(slots, handle) else {
                 return false;
+            };
+            if slot.state == SlotState::Active {
+                self.active.fetch_sub(1, Ordering::AcqRel);
             }
-            let freed = word(generation_of(cur).wrapping_add(1), SlotState::Free);
-            match slot.compare_exchange(cur, freed, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    if state == SlotState::Active {
-                        self.active.fetch_sub(1, Ordering::AcqRel);
-                    }
-                    self.decrement_in_use();
-                    return true;
-                }
-                Err(now) => cur = now,
+            *slot = Slot { generation: slot.generation.wrapping_add(1), state: SlotState::Free };
+            if self.bug() != Bug::LeakyRelease {
+                self.in_use.fetch_sub(1, Ordering::AcqRel);
             }
+            true
+        });
+        if freed && self.bug() == Bug::LeakyRelease {
+            // The broken variant fixes the count up after dropping the lock, with a read and a write.
+            let n = self.in_use.load(Ordering::Acquire);
+            self.in_use.store(n.saturating_sub(1), Ordering::Release);
         }
+        freed
     }
 
     /// The state of the handle's slot, or `None` if the handle is stale.
     pub fn state(&self, handle: &SlotHandle) -> Option<SlotState> {
-        let cur = self.slots.get(handle.index())?.load(Ordering::Acquire);
-        let state = SlotState::from_bits(cur);
-        (state != SlotState::Free && self.same_generation(cur, handle)).then_some(state)
+        self.with_slots(|slots| self.live(slots, handle).ok().map(|s| s.state))
     }
 
-    fn same_generation(&self, cur: u64, handle: &SlotHandle) -> bool {
-        self.bug() == Bug::NoGenerationCheck || generation_of(cur) == handle.generation
-    }
-
-    fn decrement_in_use(&self) {
-        if self.bug() == Bug::LeakyRelease {
-            let n = self.in_use.load(Ordering::Acquire);
-            self.in_use.store(n.saturating_sub(1), Ordering::Release);
-        } else {
-            self.in_use.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    /// One compare-and-swap transition of a taken slot; returns the state it left.
-    fn transition(
-        &self,
-        handle: &SlotHandle,
-        op: &'static str,
-        next: impl Fn(SlotState) -> Option<SlotState>,
-    ) -> Result<SlotState, SlotError> {
-        let stale = SlotError::Stale { handle: *handle };
-        let slot = self.slots.get(handle.index()).ok_or(stale.clone())?;
-        let mut cur = slot.load(Ordering::Acquire);
-        loop {
-            let state = SlotState::from_bits(cur);
-            if state == SlotState::Free || !self.same_generation(cur, handle) {
-                return Err(stale);
+    /// The handle's slot if its reservation is current: taken, and (unless the broken variant is selected)
+    /// of the same generation.
+    fn live<'a>(&self, slots: &'a mut [Slot], handle: &SlotHandle) -> Result<&'a mut Slot, SlotError> {
+        let no_generation_check = self.bug() == Bug::NoGenerationCheck;
+        match slots.get_mut(handle.index()) {
+            Some(slot)
+                if slot.state != SlotState::Free
+                    && (no_generation_check || slot.generation == handle.generation) =>
+            {
+                Ok(slot)
             }
-            let Some(to) = next(state) else {
-                return Err(SlotError::WrongState { handle: *handle, state, op });
-            };
-            match slot.compare_exchange(
-                cur,
-                word(generation_of(cur), to),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(state),
-                Err(now) => cur = now,
-            }
+            _ => Err(SlotError::Stale { handle: *handle }),
         }
     }
 }

@@ -14,8 +14,9 @@ use loom::thread;
 use std::thread;
 
 /// Model 1: more contenders than slots reserve, activate and release concurrently (three parties, two
-/// slots). Afterwards nothing may be left taken, and the whole capacity must be reservable again. Catches
-/// [`Bug::LeakyRelease`]: two releases at once lose a decrement and the pool stays "full" with free slots.
+/// slots, all of which may be active). Afterwards nothing may be left taken or counted active, and the whole
+/// capacity must be reservable and activatable again. Catches [`Bug::LeakyRelease`]: two releases at once
+/// lose a decrement and the pool refuses clients with free slots.
 pub(crate) fn reserve_release_contention(bug: Bug) {
     const CAPACITY: usize = 2;
     const CONTENDERS: usize = 3;
@@ -45,7 +46,8 @@ pub(crate) fn reserve_release_contention(bug: Bug) {
     assert_eq!(pool.in_use(), 0, "slots leaked: in_use() after every holder released");
     assert_eq!(pool.active(), 0, "active count leaked");
     for _ in 0..CAPACITY {
-        pool.reserve().expect("the whole capacity is free again");
+        let h = pool.reserve().expect("the whole capacity is free again");
+        pool.activate(&h).expect("and activatable");
     }
 }
 
@@ -111,13 +113,17 @@ mod loom_checks {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// Exhaustive up to this many preemptions per execution: enough for every two-party race here, small
+    /// enough that the whole loom step runs in well under a minute (46,668 + 108 interleavings).
+    const PREEMPTIONS: usize = 3;
+
     /// Runs `model` under loom with a small preemption bound (exhaustive up to that bound) and returns how
     /// many interleavings it explored, or the panic if the model failed in one of them.
-    fn explore(name: &str, model: fn(Bug), bug: Bug) -> std::thread::Result<usize> {
+    fn explore(name: &str, model: fn(Bug), bug: Bug, preemptions: usize) -> std::thread::Result<usize> {
         // A std counter (not loom's): it counts executions of the model, outside the model.
         let runs = std::sync::Arc::new(AtomicUsize::new(0));
         let mut builder = ::loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
+        builder.preemption_bound = Some(preemptions);
         let counter = runs.clone();
         let result = catch_unwind(AssertUnwindSafe(|| {
             builder.check(move || {
@@ -127,31 +133,37 @@ mod loom_checks {
         }));
         let runs = runs.load(Ordering::SeqCst);
         match &result {
-            Ok(()) => println!("loom {name} ({bug:?}): {runs} interleavings explored, all passed"),
-            Err(_) => println!("loom {name} ({bug:?}): failure found after {runs} interleavings"),
+            Ok(()) => println!(
+                "loom {name} ({bug:?}, preemption bound {preemptions}): {runs} interleavings explored, all passed"
+            ),
+            Err(_) => println!(
+                "loom {name} ({bug:?}, preemption bound {preemptions}): failure found in interleaving {runs}"
+            ),
         }
         result.map(|()| runs)
     }
 
     #[test]
     fn loom_reserve_release_contention() {
-        explore("reserve_release_contention", reserve_release_contention, Bug::None).unwrap();
+        explore("reserve_release_contention", reserve_release_contention, Bug::None, PREEMPTIONS).unwrap();
     }
 
     #[test]
     fn loom_reserve_release_contention_catches_leaky_release() {
-        let found = explore("reserve_release_contention", reserve_release_contention, Bug::LeakyRelease);
+        let found =
+            explore("reserve_release_contention", reserve_release_contention, Bug::LeakyRelease, PREEMPTIONS);
         assert!(found.is_err(), "the model must catch a release that leaks");
     }
 
     #[test]
     fn loom_teardown_races_receive() {
-        explore("teardown_races_receive", teardown_races_receive, Bug::None).unwrap();
+        explore("teardown_races_receive", teardown_races_receive, Bug::None, PREEMPTIONS).unwrap();
     }
 
     #[test]
     fn loom_teardown_races_receive_catches_missing_generation_check() {
-        let found = explore("teardown_races_receive", teardown_races_receive, Bug::NoGenerationCheck);
+        let found =
+            explore("teardown_races_receive", teardown_races_receive, Bug::NoGenerationCheck, PREEMPTIONS);
         assert!(found.is_err(), "the model must catch a free without the generation check");
     }
 }
