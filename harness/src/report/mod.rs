@@ -6,6 +6,7 @@
 //! `harness report render DIR` reproduces the same HTML and markdown without measuring again. Other
 //! subcommands (repro, conformance) use the same types: put scenario tables in [`Report::tables`].
 
+pub mod cases;
 pub mod compare;
 pub mod env;
 pub mod hlog;

@@ -1,5 +1,6 @@
 //! Real-socket and end-to-end tests of the `harness` binary and library (one test binary, one module per
 //! subcommand).
 
+mod conformance;
 mod diag;
 mod replay;
