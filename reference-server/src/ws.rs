@@ -119,7 +119,9 @@ async fn read_ws(
     let mut reasm =
         Reassembler::new(ReassemblerConfig::from_limits(&cfg.limits).with_timeout(cfg.reassembly_timeout));
     let mut stream = StreamDecoder::new(cfg.limits);
-    let mut stream_first: Option<Instant> = None;
+    // When the first byte of the packet being assembled arrived (first byte to last fragment is
+    // ServerAssembly; the reassembler adds the gaps between fragments).
+    let mut first_byte: Option<Instant> = if leftover.is_empty() { None } else { Some(Instant::now()) };
     let mut closing = conn.closing.subscribe();
     let mut buf = vec![0u8; READ_BUF];
     frames.handle_bytes(&leftover);
@@ -148,7 +150,9 @@ async fn read_ws(
             match cfg.dialect {
                 Dialect::Feb => match reasm.handle_frame(frame, now) {
                     Ok(Some(ReassemblyEvent::Message(m))) => {
-                        conn.record(Stage::ServerAssembly, m.last_at - m.first_at);
+                        if let Some(f) = first_byte.take() {
+                            conn.record(Stage::ServerAssembly, now - f);
+                        }
                         for g in &m.gaps {
                             conn.record(Stage::FragmentGap, *g);
                         }
@@ -165,12 +169,11 @@ async fn read_ws(
                     Err(e) => return End::Reassembly(e),
                 },
                 Dialect::Head => {
-                    stream_first.get_or_insert(now);
                     feed_head_stream(&frame, &mut stream);
                     while let Some(p) = stream.poll_packet() {
                         match p {
                             Ok(packet) => {
-                                if let Some(f) = stream_first.take() {
+                                if let Some(f) = first_byte.take() {
                                     conn.record(Stage::ServerAssembly, now - f);
                                 }
                                 let wire = packet.wire_len();
@@ -181,11 +184,11 @@ async fn read_ws(
                             Err(e) => return End::Codec(e),
                         }
                     }
-                    if stream.buffered() > 0 {
-                        stream_first.get_or_insert(now);
-                    }
                 }
             }
+        }
+        if frames.buffered() > 0 || reasm.in_progress() || stream.buffered() > 0 {
+            first_byte.get_or_insert(now);
         }
         let deadline = reasm.poll_timeout();
         let n = tokio::select! {
@@ -208,6 +211,9 @@ async fn read_ws(
             }
             _ = crate::hub::until_true(&mut closing) => return End::Closing,
         };
+        if n > 0 {
+            first_byte.get_or_insert_with(Instant::now);
+        }
         frames.handle_bytes(&buf[..n]);
     }
 }
