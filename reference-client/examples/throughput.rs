@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use acip::Dialect;
-use reference_client::bench::{client_max_rate, raw_tcp};
+use reference_client::bench::{client_max_rate, discard_sink, raw_tcp};
 use reference_client::{ClientConfig, Target};
 
 #[tokio::main]
@@ -37,9 +37,30 @@ async fn main() {
         );
         let t = client_max_rate(&cfg, &label, d).await.expect("client run");
         server.wait_until(Duration::from_secs(10), |s| s.slots_in_use() == 0).await;
-        let got = server.stats().counters.frames_received;
-        println!("{t}  server received {got} intact ({:.1}/s)", got as f64 / t.seconds);
+        let c = server.stats().counters;
+        let got = c.frames_received;
+        println!(
+            "{t}\n    server received {got} intact ({:.1}/s), lost {}, corrupt {}, drops {:?}, errors {:?}",
+            got as f64 / t.seconds,
+            c.frames_lost,
+            c.frames_corrupt,
+            c.drops,
+            c.errors
+        );
         server.shutdown().await;
+    }
+    // The client's own ceiling: the same rows against a peer that only completes the handshake and
+    // discards the rest.
+    for (ws, encrypt) in [(false, false), (false, true), (true, false), (true, true)] {
+        let addr = discard_sink(ws, dialect).await.expect("discard sink");
+        let target = if ws { Target::ws(addr) } else { Target::tcp(addr) };
+        let cfg = ClientConfig { dialect, encrypt, frame: (640, 480), ..ClientConfig::new(target) };
+        let label = format!(
+            "{} {} -> discard",
+            if ws { "WebSocket" } else { "TCP" },
+            if encrypt { "encrypted" } else { "plaintext" }
+        );
+        println!("{}", client_max_rate(&cfg, &label, d).await.expect("client run"));
     }
 }
 

@@ -110,3 +110,76 @@ pub async fn client_max_rate(config: &ClientConfig, label: &str, duration: Durat
     let stages = report.stages.snapshot();
     Ok(Throughput { label: label.into(), record_bytes, records: seq, seconds, stages })
 }
+
+/// A sink that completes the server side of the handshake (any mode the client asks for, via
+/// [`acip::crypto::ServerHandshake`]) and then reads and discards everything: what one client sustains
+/// when the peer costs nothing beyond reading. Returns its address; it serves until the runtime ends.
+pub async fn discard_sink(ws: bool, dialect: acip::Dialect) -> std::io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = s.set_nodelay(true);
+                let _ = discard_one(s, ws, dialect).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn discard_one(s: TcpStream, ws: bool, dialect: acip::Dialect) -> std::result::Result<(), String> {
+    use acip::crypto::{HandshakeConfig, HandshakeEvent, ServerHandshake, Transport};
+    use futures_util::{SinkExt, StreamExt};
+    use tungstenite::Message;
+
+    let transport = if ws { Transport::WebSocket } else { Transport::Tcp };
+    let mut hs = ServerHandshake::new(HandshakeConfig::new(dialect, transport, 1), Instant::now());
+    let limits = acip::Limits::default();
+    let mut dec = acip::stream::StreamDecoder::new(limits);
+    if ws {
+        #[allow(clippy::result_large_err)] // tungstenite's callback signature
+        let callback = |_: &tungstenite::handshake::server::Request,
+                        mut resp: tungstenite::handshake::server::Response| {
+            resp.headers_mut().insert("Sec-WebSocket-Protocol", "acip".parse().expect("static header"));
+            Ok(resp)
+        };
+        let mut ws = tokio_tungstenite::accept_hdr_async(s, callback).await.map_err(|e| e.to_string())?;
+        loop {
+            while let Some(p) = hs.poll_transmit() {
+                ws.send(Message::Binary(p.encode().into())).await.map_err(|e| e.to_string())?;
+            }
+            while hs.poll_event().is_some() {}
+            let Some(msg) = ws.next().await else { return Ok(()) };
+            let Message::Binary(b) = msg.map_err(|e| e.to_string())? else { continue };
+            if hs.is_complete() || hs.is_failed() {
+                continue; // discard
+            }
+            // Handshake messages are single packets in both dialects.
+            let p = acip::Packet::decode_exact(b, &limits).map_err(|e| e.to_string())?;
+            let _ = hs.handle_packet(p, Instant::now());
+        }
+    }
+    let (mut rd, mut wr) = s.into_split();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut plaintext = false;
+    loop {
+        while let Some(p) = hs.poll_transmit() {
+            wr.write_all(&p.encode()).await.map_err(|e| e.to_string())?;
+        }
+        while let Some(ev) = hs.poll_event() {
+            plaintext |= matches!(ev, HandshakeEvent::PlaintextClient { .. });
+        }
+        let n = rd.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        if hs.is_complete() || hs.is_failed() || plaintext {
+            continue; // discard
+        }
+        dec.handle_bytes(&buf[..n]);
+        while let Some(p) = dec.poll_packet() {
+            let _ = hs.handle_packet(p.map_err(|e| e.to_string())?, Instant::now());
+        }
+    }
+}

@@ -210,3 +210,21 @@ async fn an_identity_key_on_the_whitelist_gets_in_and_another_does_not() {
     srv.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_written_before_close_are_all_counted() {
+    let srv = server(Dialect::Feb, None).await;
+    for ws in [false, true] {
+        let before = image_frames(&srv);
+        let cfg = client_config(&srv, ws, Dialect::Feb);
+        let client = Client::connect(&cfg, None).await.unwrap();
+        for seq in 0..50 {
+            client.send_frame(seq, 0).await.unwrap();
+        }
+        // Close at once: the server must still take every frame already on the wire.
+        client.close().await;
+        assert!(srv.wait_until(WAIT, |s| s.slots_in_use() == 0 && s.connections() == 0).await);
+        assert_eq!(image_frames(&srv) - before, 50, "ws={ws}: {:?}", srv.stats().counters);
+    }
+    srv.shutdown().await;
+}
