@@ -5,7 +5,8 @@
 //!
 //! * [`run`] runs a whole configured session (or `reconnect` sessions): connect, handshake,
 //!   CLIENT_CAPABILITIES, STREAM_START, IMAGE_FRAMEs of the moving [`acip::pattern`] at `fps` on a fixed
-//!   schedule, PING every second, then close; it returns a [`ClientReport`].
+//!   schedule, PING about every second, then close; it returns a [`ClientReport`]. [`run_until`] also
+//!   stops gracefully when a future resolves (Ctrl-C) and returns the report even when the run failed.
 //! * [`Client::connect`] gives a connected session whose owner decides when frames go out
 //!   ([`Client::send_frame`] with the *intended* send time of the schedule, so latency measured from the
 //!   embedded time is free of coordinated omission). The harness soak drives many of these in-process.

@@ -47,7 +47,7 @@ pub struct ClientReport {
     pub remote_logs: Vec<String>,
     /// How the last session ended.
     pub close: Option<CloseInfo>,
-    /// The first ASCII frame's text (snapshot mode).
+    /// The text of the first ASCII frame received (what snapshot mode prints).
     pub snapshot: Option<String>,
     /// Wall time of the run.
     #[serde(serialize_with = "micros")]

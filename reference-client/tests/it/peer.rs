@@ -29,6 +29,8 @@ pub struct PeerConfig {
     pub close_after_frames: Option<u64>,
     /// Send ASCII frames whose checksum field is wrong (the packet CRC is still right).
     pub corrupt_ascii: bool,
+    /// Answer CLIENT_CAPABILITIES with a 31-byte SERVER_STATE (the client requires 32, 3.14).
+    pub short_server_state: bool,
 }
 
 impl PeerConfig {
@@ -40,6 +42,7 @@ impl PeerConfig {
             password: None,
             close_after_frames: None,
             corrupt_ascii: false,
+            short_server_state: false,
         }
     }
 }
@@ -266,7 +269,12 @@ async fn serve(s: TcpStream, ctx: &Ctx) -> Result<(), String> {
         match p.packet_type {
             PacketType::CLIENT_CAPABILITIES => {
                 ctx.update(|s| s.caps += 1);
-                send(&mut conn, &mut session, ServerState::new(1, 1).to_packet()).await?;
+                let state = if cfg.short_server_state {
+                    Packet::new(PacketType::SERVER_STATE, vec![0u8; 31])
+                } else {
+                    ServerState::new(1, 1).to_packet()
+                };
+                send(&mut conn, &mut session, state).await?;
             }
             PacketType::STREAM_START => ctx.update(|s| s.stream_starts += 1),
             PacketType::PING => {

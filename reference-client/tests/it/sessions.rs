@@ -205,9 +205,10 @@ async fn a_server_close_ends_the_run_with_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_ascii_checksum_is_counted_not_accepted() {
+async fn a_bad_ascii_checksum_and_a_short_server_state_are_counted_not_accepted() {
     let mut pc = PeerConfig::new(false, Dialect::Head);
     pc.corrupt_ascii = true;
+    pc.short_server_state = true;
     let peer = Peer::start(pc).await;
     let client = Client::connect(&config(&peer, false, Dialect::Head), None).await.unwrap();
     client.send_frame(0, 0).await.unwrap();
@@ -218,6 +219,8 @@ async fn a_bad_ascii_checksum_is_counted_not_accepted() {
     assert_eq!(report.ascii_frames, 0);
     assert_eq!(report.received(PacketType::ASCII_FRAME), 2, "{:?}", report.counters);
     assert_eq!(report.counters.errors.get("invalid_ascii_frame"), Some(&2), "{:?}", report.counters.errors);
+    assert_eq!(report.counters.errors.get("invalid_server_state"), Some(&1), "{:?}", report.counters.errors);
+    assert_eq!(report.last_server_state, None);
     assert!(report.has_validation_errors());
 }
 
