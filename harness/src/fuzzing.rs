@@ -14,10 +14,11 @@ pub fn pcap(data: &[u8]) {
         let json = serde_json::to_string(&d).expect("a dissection always serialises");
         assert!(json.starts_with('{'));
         for flow in &d.flows {
-            // Whole packets are counted once, and cannot hold more bytes than the stream delivered.
+            // Whole packets are counted once, and hold no more bytes than the TCP stream delivered.
             for dir in [&flow.client_to_server, &flow.server_to_client] {
                 let by_type: u64 = dir.by_type.values().map(|t| t.count).sum();
                 assert_eq!(by_type, dir.packets);
+                assert!(dir.packet_bytes <= dir.tcp.bytes);
             }
         }
     }

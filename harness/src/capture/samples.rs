@@ -111,6 +111,45 @@ pub fn ws_fragmented(frames: u32, width: u32, height: u32, fragment: usize) -> S
     s
 }
 
+/// WebSocket in the `head` dialect (ACIP-SPEC.md 10, row 6): message boundaries mean nothing. The client
+/// sends CLIENT_CAPABILITIES (168 B), an IMAGE_FRAME split across two messages, and two PINGs coalesced in
+/// one message; the server answers a SERVER_STATE; both close with 1000.
+pub fn ws_head_stream(width: u32, height: u32) -> SyntheticSession {
+    let mut s = SyntheticSession::new(CLIENT, WS_SERVER, ms(0));
+    let c = Dir::ClientToServer;
+    let sv = Dir::ServerToClient;
+    s.send(ms(1), c, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    s.send(ms(2), sv, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+    let mut up = Vec::new();
+    ws_frame(
+        &mut up,
+        OpCode::Binary,
+        true,
+        true,
+        &ClientCapabilities::new(Dialect::Head, 80, 24, 60).to_packet().encode(),
+    );
+    let img = image(width, height).encode();
+    let (a, b) = img.split_at(img.len() / 2);
+    ws_frame(&mut up, OpCode::Binary, true, true, a);
+    ws_frame(&mut up, OpCode::Binary, true, true, b);
+    let mut pings = Packet::empty(PacketType::PING).encode();
+    pings.extend_from_slice(&Packet::empty(PacketType::PING).encode());
+    ws_frame(&mut up, OpCode::Binary, true, true, &pings);
+    s.send(ms(3), c, &up);
+    let state = ServerState { connected_client_count: 1, active_client_count: 1, reserved: [0; 6] };
+    let mut down = Vec::new();
+    ws_frame(&mut down, OpCode::Binary, true, false, &state.to_packet().encode());
+    s.send(ms(4), sv, &down);
+    let mut close = Vec::new();
+    ws_frame(&mut close, OpCode::Close, true, true, &1000u16.to_be_bytes());
+    s.send(ms(5), c, &close);
+    let mut close = Vec::new();
+    ws_frame(&mut close, OpCode::Close, true, false, &1000u16.to_be_bytes());
+    s.send(ms(6), sv, &close);
+    s.close(ms(7), sv);
+    s
+}
+
 /// Small captures for the `pcap` fuzz target's seed corpus: (file name, bytes).
 pub fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
     use super::writer::{sessions_to_pcap, sessions_to_pcapng, SyntheticLink};
@@ -127,5 +166,6 @@ pub fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("tcp_gap.pcap", sessions_to_pcap(&[&gap], SyntheticLink::Ethernet)),
         ("ws_fragments.pcap", sessions_to_pcap(&[&ws], SyntheticLink::Ethernet)),
         ("ws_fragments.pcapng", sessions_to_pcapng(&[&ws])),
+        ("ws_head.pcap", sessions_to_pcap(&[&ws_head_stream(4, 4)], SyntheticLink::Ethernet)),
     ]
 }

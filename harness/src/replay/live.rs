@@ -240,7 +240,7 @@ fn substitute(len: usize, dialect: Dialect) -> Option<Packet> {
 fn dimensions(pixels: usize) -> Option<(u32, u32)> {
     let mut best: Option<(u32, u32)> = None;
     for h in 1..=8192usize {
-        if pixels % h != 0 || pixels / h > 8192 {
+        if !pixels.is_multiple_of(h) || pixels / h > 8192 {
             continue;
         }
         let w = pixels / h;

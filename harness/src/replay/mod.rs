@@ -78,6 +78,7 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
         dialect: args.dialect,
         stall_threshold: args.stall_threshold,
         timeline: args.timeline,
+        collect_packets: args.against.is_some(),
         ..DissectConfig::default()
     };
     let dissection =
