@@ -150,6 +150,41 @@ pub fn ws_head_stream(width: u32, height: u32) -> SyntheticSession {
     s
 }
 
+/// A WebSocket session (feb) with one of each framing anomaly the dissector names, in this order: a
+/// CONTINUATION with no message started, a BINARY frame before the previous message's FIN, an unknown packet
+/// type, a CRC mismatch, a message longer than its packet, a server close with code 1011, and finally a frame
+/// header claiming 6 MiB (over the frame limit: the client direction stops there).
+pub fn ws_anomalies() -> SyntheticSession {
+    let mut s = SyntheticSession::new(CLIENT, WS_SERVER, ms(0));
+    let c = Dir::ClientToServer;
+    let sv = Dir::ServerToClient;
+    s.send(ms(1), c, b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    s.send(ms(2), sv, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+    let ping = Packet::empty(PacketType::PING).encode();
+    let mut up = Vec::new();
+    ws_frame(&mut up, OpCode::Continuation, true, true, &ping);
+    ws_frame(&mut up, OpCode::Binary, false, true, &ping[..10]);
+    ws_frame(&mut up, OpCode::Binary, true, true, &ping);
+    ws_frame(&mut up, OpCode::Binary, true, true, &Packet::empty(PacketType::Unknown(4242)).encode());
+    let mut bad_crc = StreamStart::new(StreamStart::VIDEO).to_packet().encode();
+    bad_crc[25] ^= 0x01;
+    ws_frame(&mut up, OpCode::Binary, true, true, &bad_crc);
+    let mut long = ping.clone();
+    long.extend_from_slice(b"trailing");
+    ws_frame(&mut up, OpCode::Binary, true, true, &long);
+    s.send(ms(3), c, &up);
+    let mut close = Vec::new();
+    ws_frame(&mut close, OpCode::Close, true, false, &1011u16.to_be_bytes());
+    s.send(ms(4), sv, &close);
+    // 127 = 64-bit length: 6 MiB, then the capture ends.
+    let mut huge = vec![0x82, 0x80 | 127];
+    huge.extend_from_slice(&(6u64 * 1024 * 1024).to_be_bytes());
+    huge.extend_from_slice(&MASK);
+    s.send(ms(5), c, &huge);
+    s.close(ms(6), c);
+    s
+}
+
 /// Small captures for the `pcap` fuzz target's seed corpus: (file name, bytes).
 pub fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
     use super::writer::{sessions_to_pcap, sessions_to_pcapng, SyntheticLink};
@@ -166,6 +201,7 @@ pub fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("tcp_gap.pcap", sessions_to_pcap(&[&gap], SyntheticLink::Ethernet)),
         ("ws_fragments.pcap", sessions_to_pcap(&[&ws], SyntheticLink::Ethernet)),
         ("ws_fragments.pcapng", sessions_to_pcapng(&[&ws])),
+        ("ws_anomalies.pcap", sessions_to_pcap(&[&ws_anomalies()], SyntheticLink::Ethernet)),
         ("ws_head.pcap", sessions_to_pcap(&[&ws_head_stream(4, 4)], SyntheticLink::Ethernet)),
     ]
 }

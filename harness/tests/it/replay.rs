@@ -238,6 +238,39 @@ fn head_websocket_byte_stream_is_detected_and_decoded() {
 }
 
 #[test]
+fn each_websocket_anomaly_is_named_and_dissection_goes_on() {
+    let data = sessions_to_pcap(&[&samples::ws_anomalies()], SyntheticLink::Ethernet);
+    let d = dissect("anomalies", &data, &DissectConfig::default()).expect("capture");
+    let f = &d.flows[0];
+    let kinds: Vec<AnomalyKind> = f.anomalies.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AnomalyKind::ContinuationWithoutStart,
+            AnomalyKind::DataFrameBeforeFin,
+            AnomalyKind::UnknownType,
+            AnomalyKind::CrcMismatch,
+            AnomalyKind::MessageLongerThanPacket,
+            AnomalyKind::Close,
+            AnomalyKind::WsFrame,
+        ],
+        "{:#?}",
+        f.anomalies
+    );
+    assert!(f.anomalies[5].detail.contains("1011"));
+    assert!(f.anomalies[6].detail.contains("over the limit"), "{}", f.anomalies[6].detail);
+    // Each bad message was flagged and the next one still decoded: the PING after the unfinished message,
+    // the unknown type, the bad CRC, and the long message's packet.
+    let up = &f.client_to_server;
+    assert_eq!(up.packets, 4, "{:?}", up.by_type);
+    assert!(up.end_state.starts_with("stopped: WebSocket frame error"), "{}", up.end_state);
+    assert_eq!(
+        f.server_to_client.ws.as_ref().and_then(|w| w.close.as_ref()).and_then(|c| c.code),
+        Some(1011)
+    );
+}
+
+#[test]
 fn a_lost_segment_is_a_gap_and_stops_that_direction() {
     let mut tcp = samples::plaintext_tcp(3, 320, 240);
     tcp.drop_segments = vec![4];
@@ -271,7 +304,7 @@ fn fuzz_seeds_replay() {
         }
         n += 1;
     }
-    assert!(n >= 9, "expected the generated seeds in {dir:?}");
+    assert!(n >= 10, "expected the generated seeds in {dir:?}");
 }
 
 /// tshark's WebSocket frame count and reassembled message lengths equal ours, for every capture with a
