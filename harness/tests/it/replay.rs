@@ -271,6 +271,37 @@ fn each_websocket_anomaly_is_named_and_dissection_goes_on() {
 }
 
 #[test]
+fn raw_tcp_server_full_unknown_type_and_oversize() {
+    use harness::capture::{Dir, SyntheticSession};
+    use std::net::SocketAddrV4;
+    let at = |ms: u64| Duration::from_secs(1_700_000_000) + Duration::from_millis(ms);
+    let server: SocketAddrV4 = "127.0.0.1:27224".parse().expect("address");
+    // A full server: the text line, then the connection closes.
+    let mut full = SyntheticSession::new("127.0.0.1:40001".parse().expect("address"), server, at(0));
+    full.send(at(1), Dir::ServerToClient, b"SERVER_FULL: Maximum client limit reached\n");
+    full.close(at(2), Dir::ServerToClient);
+    // A client with an unknown type (reported, decoding goes on) then a 6 MiB length (decoding stops).
+    let mut bad = SyntheticSession::new("127.0.0.1:40002".parse().expect("address"), server, at(10));
+    let mut up = acip::Packet::empty(acip::PacketType::Unknown(4242)).encode();
+    up.extend_from_slice(&acip::Packet::empty(acip::PacketType::PING).encode());
+    let mut huge = acip::Packet::empty(acip::PacketType::IMAGE_FRAME).header();
+    huge.length = 6 * 1024 * 1024;
+    up.extend_from_slice(&huge.to_bytes());
+    bad.send(at(11), Dir::ClientToServer, &up);
+    bad.close(at(12), Dir::ClientToServer);
+    let data = sessions_to_pcap(&[&full, &bad], SyntheticLink::Ethernet);
+    let d = dissect("raw", &data, &DissectConfig::default()).expect("capture");
+    assert_eq!(d.flows.len(), 2);
+    let full = &d.flows[0];
+    assert_eq!(anomalies(full, AnomalyKind::ServerFull), ["SERVER_FULL: Maximum client limit reached"]);
+    let bad = &d.flows[1];
+    let kinds: Vec<AnomalyKind> = bad.anomalies.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [AnomalyKind::UnknownType, AnomalyKind::Oversize], "{:#?}", bad.anomalies);
+    assert_eq!(bad.client_to_server.packets, 2, "the unknown type and the PING after it");
+    assert!(bad.client_to_server.end_state.starts_with("stopped"));
+}
+
+#[test]
 fn a_lost_segment_is_a_gap_and_stops_that_direction() {
     let mut tcp = samples::plaintext_tcp(3, 320, 240);
     tcp.drop_segments = vec![4];
