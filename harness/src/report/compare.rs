@@ -174,8 +174,8 @@ pub fn compare(base: &Report, new: &Report, cfg: &CompareConfig) -> Comparison {
 fn limit_for(thresholds: &[Threshold], stage: &str, percentile: &str) -> Option<f64> {
     let matching = thresholds.iter().filter(|t| t.percentile == percentile);
     let specific =
-        matching.clone().filter(|t| t.stage.as_deref() == Some(stage)).map(|t| t.max_increase).last();
-    specific.or_else(|| matching.filter(|t| t.stage.is_none()).map(|t| t.max_increase).last())
+        matching.clone().filter(|t| t.stage.as_deref() == Some(stage)).map(|t| t.max_increase).next_back();
+    specific.or_else(|| matching.filter(|t| t.stage.is_none()).map(|t| t.max_increase).next_back())
 }
 
 fn fmt_change(change: Option<f64>) -> String {

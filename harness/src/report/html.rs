@@ -307,7 +307,7 @@ fn svg_open(s: &mut String) -> std::fmt::Result {
 
 /// A round upper bound for an axis (1, 2 or 5 times a power of ten), at least 1.
 fn nice_max(v: f64) -> f64 {
-    if !(v > 1.0) {
+    if v.is_nan() || v <= 1.0 {
         return 1.0;
     }
     let p = 10f64.powf(v.log10().floor());

@@ -371,7 +371,7 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
 
     // Assemble the report from the records.
     report.duration_s = (duration.as_secs_f64() * 1000.0).round() / 1000.0;
-    let external = server_failure.is_none() && slots_end.is_none();
+    let external = args.target.is_some();
     for &(name, side, description) in STAGES {
         let histogram = totals.get(name).and_then(HistogramSummary::of);
         let absent = histogram.is_none().then(|| absent_reason(name, side, args, external));
@@ -501,10 +501,8 @@ fn add_baseline(report: &mut Report, b: &raw_tcp::RawTcpResult, args: &Args) {
 }
 
 fn absent_reason(name: &str, side: &str, args: &Args, external: bool) -> String {
-    if side == "server" || name == "end_to_end" {
-        if external {
-            return "external target: only the server can measure this".into();
-        }
+    if (side == "server" || name == "end_to_end") && external {
+        return "external target: only the server can measure this".into();
     }
     match name {
         "client_encrypt" | "server_decrypt" if !args.encrypt => "plaintext run (no --encrypt)".into(),

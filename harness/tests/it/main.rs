@@ -4,3 +4,6 @@
 mod conformance;
 mod diag;
 mod replay;
+mod report;
+mod repro;
+mod soak;

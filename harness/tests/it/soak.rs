@@ -1,0 +1,175 @@
+//! `harness soak` end to end, as a user runs it: the binary against the embedded reference server (and
+//! against an external one), checking the report's schema, counters, interval log and exit status.
+//! Kept small (2 clients, small frames, about 2 s) because it runs in a debug build beside other tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use harness::report::{self, Report, SCHEMA_VERSION};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("harness-it-soak-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn soak(out: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["soak", "--clients", "2", "--frame", "160x120", "--fps", "20", "--quiet", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run harness soak")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn counter(r: &Report, name: &str) -> u64 {
+    *r.counters.get(name).unwrap_or_else(|| panic!("counter {name} missing: {:?}", r.counters))
+}
+
+/// summary.md with every number and every machine-specific line redacted, for the snapshot.
+fn redact(md: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in md.lines() {
+        if line.starts_with("## ") {
+            // Row counts of the time series depend on timing, and notes on the build profile; both
+            // sections' presence is checked elsewhere.
+            skipping = line == "## Time series" || line == "## Notes";
+        }
+        if skipping
+            || line.starts_with("| versions |")
+            || line.starts_with("| machine |")
+            || line.starts_with("| command |")
+            // Drops by reason (e.g. ASCII frames replaced, latest wins) appear only when they happen.
+            || line.starts_with("| server_drops_")
+        {
+            continue;
+        }
+        let mut prev_digit = false;
+        for c in line.chars() {
+            if c.is_ascii_digit() {
+                if !prev_digit {
+                    out.push('#');
+                }
+                prev_digit = true;
+            } else {
+                out.push(c);
+                prev_digit = false;
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn short_soak_writes_a_complete_report() {
+    let dir = temp_dir("ok");
+    let out = soak(&dir, &["--duration", "2s", "--seed", "7", "--transport", "ws"]);
+    assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("PASS"), "{}", text(&out.stdout));
+
+    let (_, r) = report::read(&dir).unwrap();
+    assert_eq!(r.schema_version, SCHEMA_VERSION);
+    assert_eq!((r.kind.as_str(), r.seed), ("soak", 7));
+    assert_eq!(r.settings["clients"], "2");
+    assert_eq!(r.settings["frame"], "160x120");
+    assert!(r.verdict.passed, "{:?}", r.verdict);
+    assert!(r.machine.cpus >= 1 && !r.versions.harness.is_empty());
+
+    // 2 clients × 20 fps × 2 s, every one delivered intact and accounted for.
+    let sent = counter(&r, "frames_sent");
+    assert_eq!(sent, 80);
+    assert_eq!(counter(&r, "frames_scheduled"), sent);
+    assert_eq!(counter(&r, "frames_received"), sent);
+    assert_eq!(counter(&r, "frames_lost"), 0);
+    assert_eq!(counter(&r, "frames_corrupt"), 0);
+    assert_eq!(counter(&r, "slots_in_use_end"), 0);
+    assert!(counter(&r, "ascii_frames_received") > 0);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+
+    // The end-to-end stage saw each frame once; client stages too; server stages are present.
+    let e2e = r.stage("end_to_end").and_then(|s| s.histogram.as_ref()).expect("end_to_end samples");
+    assert_eq!(e2e.count, sent);
+    let p = e2e.percentiles_us;
+    assert!(p.p50 <= p.p90 && p.p90 <= p.p99 && p.p99 <= p.p99_9 && p.p99_9 <= p.max, "{p:?}");
+    assert_eq!(r.stage("client_build").unwrap().histogram.as_ref().unwrap().count, sent);
+    assert!(r.stage("server_handler").unwrap().histogram.is_some());
+    let enc = r.stage("client_encrypt").unwrap();
+    assert!(enc.histogram.is_none() && enc.absent.as_deref().unwrap().contains("plaintext"));
+    assert!(r.series("fps_sent").is_some_and(|s| !s.points.is_empty()));
+    assert!(r.series("rss_bytes").is_some_and(|s| s.points.iter().all(|p| p.1 > 0.0)));
+
+    // The interval log: one tag per stage, readable by the standard parser.
+    assert_eq!(r.hlog_files, vec!["stages.hlog".to_string()]);
+    let hlog = std::fs::read(dir.join("stages.hlog")).unwrap();
+    let mut tags = std::collections::BTreeSet::new();
+    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&hlog) {
+        if let hdrhistogram::serialization::interval_log::LogEntry::Interval(i) = entry.unwrap() {
+            tags.insert(i.tag().unwrap().as_str().to_string());
+        }
+    }
+    for t in ["end_to_end", "client_build", "client_write_flush", "server_handler", "send_lag"] {
+        assert!(tags.contains(t), "{t} not in {tags:?}");
+    }
+
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("end_to_end"));
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains("## Time series"));
+    insta::assert_snapshot!("soak_summary_md_redacted", redact(&md));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn slot_leak_with_churn_fails_and_says_why() {
+    // WebSocket slots are never released (--fault slot-leak) while clients reconnect about 20 times a
+    // second: the server runs out of its 32 slots and leaves slots in use; the soak must fail and say so.
+    let dir = temp_dir("leak");
+    let out = soak(
+        &dir,
+        &["--duration", "2s", "--seed", "11", "--transport", "ws", "--churn", "20", "--fault", "slot-leak"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(stderr.contains("soak FAILED"), "{stderr}");
+    assert!(stderr.contains("server slots still in use"), "{stderr}");
+
+    let (_, r) = report::read(&dir).unwrap();
+    assert!(!r.verdict.passed);
+    assert!(counter(&r, "slots_in_use_end") > 0);
+    assert!(counter(&r, "reconnects") > 20);
+    assert_eq!(r.settings["faults"], "slot-leak");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn external_target_reports_server_stages_absent() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut cfg = reference_server::ServerConfig::loopback();
+    cfg.encrypt = false;
+    let server = rt.block_on(reference_server::start(cfg)).unwrap();
+    let url = format!("tcp://{}", server.tcp_addr().unwrap());
+
+    let dir = temp_dir("external");
+    let out = soak(&dir, &["--duration", "1s", "--seed", "3", "--target", &url]);
+    assert!(out.status.success(), "stderr:\n{}", text(&out.stderr));
+    let (_, r) = report::read(&dir).unwrap();
+    assert_eq!(r.settings["server"], "external");
+    for name in ["end_to_end", "server_handler", "server_queue_wait"] {
+        let st = r.stage(name).unwrap();
+        assert!(st.histogram.is_none(), "{name}");
+        assert!(st.absent.as_deref().unwrap().contains("external target"), "{name}: {:?}", st.absent);
+    }
+    assert!(r.notes.iter().any(|n| n.contains("external target")));
+    assert_eq!(counter(&r, "frames_sent"), 40);
+    assert!(!r.counters.contains_key("slots_in_use_end"));
+    // The server saw the clients' frames even though the soak could not ask it.
+    assert!(server.stats().counters.frames_received >= 40);
+    rt.block_on(server.shutdown());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
