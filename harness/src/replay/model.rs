@@ -37,6 +37,7 @@ pub enum Transport {
     /// Back-to-back packets on the TCP stream (ACIP-SPEC.md 6.1).
     Tcp,
     /// HTTP Upgrade, then RFC 6455 frames (6.2).
+    #[serde(rename = "websocket")]
     WebSocket,
     /// Neither direction looked like ACIP.
     Unknown,
