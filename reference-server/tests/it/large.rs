@@ -38,8 +38,8 @@ async fn frame_230446_in_4096_byte_fragments_over_feb_ws() {
 }
 
 async fn vga_frame(ws: bool, mode: CryptoMode, dialect: Dialect) {
-    // Unoptimised test builds take ~0.4 s to seal or open 921 KB (the generic cipher code is compiled in
-    // the calling crate), so the 1 s idle timeout is lifted: it is not what this test is about.
+    // The sender is a debug build sealing 921 KB frames on a possibly loaded machine: the 1 s idle timeout
+    // is lifted because it is not what this test is about.
     let server = server(|c| {
         c.dialect = dialect;
         c.tcp_idle_timeout = WAIT;
