@@ -1,7 +1,101 @@
-//! Criterion benchmarks of the codec (filled in by issue 2).
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Criterion benchmarks of the receive path for one 640x480 RGB24 IMAGE_FRAME (921,646 bytes on the wire,
+//! ACIP-SPEC.md 3.7), beside a plain memcpy of the same bytes so the ratio to the machine's limit shows.
+//!
+//! `cargo bench -p acip --bench codec -- --warm-up-time 1 --measurement-time 3`
 
-fn bench(_c: &mut Criterion) {}
+use std::hint::black_box;
+use std::time::Instant;
+
+use acip::codec::{Limits, Packet, PacketType};
+use acip::ws::{
+    fragment, Fragmenter, Frame, FrameDecoderConfig, MessageDecoder, Reassembler, ReassemblerConfig,
+    ReassemblyEvent, FRAGMENT_SIZE_NATIVE_CLIENT,
+};
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const WIDTH: u32 = 640;
+const HEIGHT: u32 = 480;
+
+fn image_frame() -> Vec<u8> {
+    let pixels = (WIDTH * HEIGHT * 3) as usize;
+    let mut payload = Vec::with_capacity(24 + pixels);
+    for v in [WIDTH, HEIGHT, 1, 0, 0, 0] {
+        payload.extend_from_slice(&v.to_be_bytes());
+    }
+    payload.extend((0..pixels).map(|i| (i * 7 % 251) as u8));
+    Packet::new(PacketType::IMAGE_FRAME, payload).encode()
+}
+
+#[allow(clippy::disallowed_methods)] // a benchmark, not the sans-IO core: one reading for virtual time
+fn origin() -> Instant {
+    Instant::now()
+}
+
+fn bench(c: &mut Criterion) {
+    let wire = image_frame();
+    assert_eq!(wire.len(), 921_646);
+    let limits = Limits::default();
+    let packet_bytes = Bytes::from(wire.clone());
+    let frames: Vec<Frame> = fragment(&packet_bytes, FRAGMENT_SIZE_NATIVE_CLIENT)
+        .map(|(op, fin, chunk)| Frame::new(op, fin, packet_bytes.slice_ref(chunk)))
+        .collect();
+    let mut ws_wire = Vec::new();
+    Fragmenter::NATIVE_CLIENT.encode(&wire, Some([0x6D, 0x3F, 0x41, 0x52]), &mut ws_wire);
+    let now = origin();
+
+    let mut group = c.benchmark_group("image_frame_921646");
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+
+    group.bench_function("memcpy", |b| {
+        let mut dst = vec![0u8; wire.len()];
+        b.iter(|| {
+            dst.copy_from_slice(black_box(&wire));
+            black_box(&dst);
+        })
+    });
+
+    group.bench_function("packet_decode_crc32c", |b| {
+        b.iter(|| {
+            let (p, used) = Packet::decode(black_box(&packet_bytes), &limits).unwrap();
+            black_box((p, used))
+        })
+    });
+
+    group.bench_function("reassemble_4096_fragments", |b| {
+        b.iter(|| {
+            let mut r = Reassembler::new(ReassemblerConfig::default());
+            let mut out = None;
+            for f in &frames {
+                out = r.handle_frame(f.clone(), now).unwrap();
+            }
+            let Some(ReassemblyEvent::Message(m)) = out else { unreachable!() };
+            black_box(m)
+        })
+    });
+
+    // The whole feb receive path as a server sees it: socket reads of 64 KiB, masked 4096-byte frames,
+    // unmasking, reassembly, then packet decode with its CRC-32C check.
+    group.bench_function("ws_reads_unmask_reassemble_decode_4096", |b| {
+        b.iter(|| {
+            let mut d = MessageDecoder::new(
+                FrameDecoderConfig { require_mask: Some(true), ..FrameDecoderConfig::default() },
+                ReassemblerConfig::default(),
+            );
+            let mut message = None;
+            for read in black_box(&ws_wire).chunks(65_536) {
+                d.handle_bytes(read);
+                while let Some(event) = d.poll_event(now) {
+                    if let Ok(ReassemblyEvent::Message(m)) = event {
+                        message = Some(m);
+                    }
+                }
+            }
+            black_box(Packet::decode_exact(message.unwrap().data, &limits).unwrap())
+        })
+    });
+    group.finish();
+}
 
 criterion_group!(benches, bench);
 criterion_main!(benches);

@@ -223,6 +223,7 @@ pub struct MessageDecoder {
 }
 
 impl MessageDecoder {
+    /// A decoder with the given frame checks and reassembly limits.
     pub fn new(frames: FrameDecoderConfig, reassembly: ReassemblerConfig) -> Self {
         MessageDecoder {
             frames: FrameDecoder::with_config(frames),
@@ -236,7 +237,8 @@ impl MessageDecoder {
     }
 
     /// The next message or control frame, an error, or `None` when more bytes are needed. A frame error is
-    /// sticky (see [`FrameDecoder`]); a reassembly error discards the message in progress only.
+    /// sticky (see [`FrameDecoder`]): it is returned again on every poll, so stop polling (and close) after
+    /// one. A reassembly error discards the message in progress only; polling may go on.
     pub fn poll_event(&mut self, now: Instant) -> Option<crate::Result<ReassemblyEvent>> {
         loop {
             let frame = match self.frames.poll_frame()? {

@@ -176,20 +176,29 @@ pub fn feed_head_stream(frame: &Frame, stream: &mut StreamDecoder) -> bool {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// RSV1-3 set: they belong to extensions (permessage-deflate, which the FEB server offered, is not
+    /// supported here).
     #[error("{opcode} frame has reserved bits RSV=0b{bits:03b} set, but no extension was negotiated")]
     ReservedBits { opcode: OpCode, bits: u8 },
+    /// Opcode 0x3-0x7 or 0xB-0xF.
     #[error("frame with reserved opcode 0x{0:X}")]
     ReservedOpcode(u8),
+    /// A control frame without FIN (RFC 6455 5.5).
     #[error("control frame ({opcode}) with FIN=0: control frames must not be fragmented")]
     FragmentedControl { opcode: OpCode },
+    /// A control frame payload over 125 bytes (RFC 6455 5.5).
     #[error("control frame ({opcode}) with a {len}-byte payload: the limit is 125")]
     ControlTooLong { opcode: OpCode, len: u64 },
+    /// A frame over [`FrameDecoderConfig::max_frame`], refused from its header.
     #[error("{opcode} frame payload of {len} bytes is over the limit of {limit} bytes")]
     FrameTooLarge { opcode: OpCode, len: u64, limit: usize },
+    /// A length not in its shortest form (only with [`FrameDecoderConfig::strict_length`]).
     #[error("{opcode} frame encodes its {len}-byte length in {width} bytes: not the minimal encoding")]
     NonMinimalLength { opcode: OpCode, len: u64, width: u8 },
+    /// A client frame without a mask (with `require_mask: Some(true)`, RFC 6455 5.1).
     #[error("{opcode} frame is not masked, but every client-to-server frame must be")]
     Unmasked { opcode: OpCode },
+    /// A server frame with a mask (with `require_mask: Some(false)`, RFC 6455 5.1).
     #[error("{opcode} frame is masked, but server-to-client frames must not be")]
     UnexpectedMask { opcode: OpCode },
 }
@@ -200,34 +209,44 @@ pub enum FrameError {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReassemblyError {
+    /// A CONTINUATION frame with no message open (also what followed the 087fa71 short message).
     #[error("CONTINUATION frame (FIN={}) with no message in progress to continue", u8::from(*fin))]
     ContinuationWithoutStart { fin: bool },
+    /// TEXT/BINARY while a message is open (what libwebsockets called "BINARY after previous frame that
+    /// lacked FIN", ACIP-SPEC.md 8).
     #[error(
         "data frame ({opcode}) before the previous message's FIN \
          (message in progress: {fragments} fragments, {bytes} bytes)"
     )]
     DataFrameBeforeFin { opcode: OpCode, fragments: usize, bytes: usize },
+    /// The message would exceed [`ReassemblerConfig::max_message`].
     #[error("message of {size} bytes is over the limit of {limit} bytes")]
     MessageTooLarge { size: usize, limit: usize },
+    /// The message would exceed [`ReassemblerConfig::max_fragments`].
     #[error("message has {count} fragments, over the limit of {limit}")]
     TooManyFragments { count: usize, limit: usize },
+    /// No data fragment within [`ReassemblerConfig::timeout`] of the previous one.
     #[error(
         "reassembly timeout: no fragment within {after:?} of the last one \
          ({fragments} fragments, {bytes} bytes received)"
     )]
     Timeout { after: Duration, fragments: usize, bytes: usize },
+    /// `feb`: a message too short to hold the 22-byte header (or its length field).
     #[error("message of {message} bytes ends inside the 22-byte ACIP header")]
     HeaderIncomplete { message: usize },
+    /// `feb`: the message ends before the packet its header announces (the 087fa71 4096-byte message).
     #[error(
         "message of {message} bytes is shorter than the {packet}-byte ACIP packet it starts \
          (one message must carry exactly one packet)"
     )]
     MessageShorterThanPacket { message: usize, packet: usize },
+    /// `feb`: the message goes on past the packet its header announces.
     #[error(
         "message of {message} bytes is longer than the {packet}-byte ACIP packet it starts \
          (one message must carry exactly one packet)"
     )]
     MessageLongerThanPacket { message: usize, packet: usize },
+    /// A hand-made [`Frame`] with a reserved opcode.
     #[error("frame with reserved opcode 0x{0:X} cannot be part of a message")]
     ReservedOpcode(u8),
 }

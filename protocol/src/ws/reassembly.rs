@@ -66,8 +66,9 @@ pub struct Message {
     pub data: Bytes,
     /// Number of data frames it came in.
     pub fragments: usize,
-    /// `now` of the first and the last fragment.
+    /// `now` of the first fragment.
     pub first_at: Instant,
+    /// `now` of the last fragment (the one with FIN).
     pub last_at: Instant,
     /// Time between consecutive fragments (`fragments - 1` entries): the ~30 ms stalls of ACIP-SPEC.md 8
     /// show up here.
@@ -96,7 +97,9 @@ struct Partial {
 /// progress (and the frame that caused it); the next BINARY frame starts afresh.
 ///
 /// Copies: a single-frame message is handed out without copying; a fragmented one is appended into one
-/// buffer reserved from the ACIP header's length (capped at `max_message`), so each byte is copied once.
+/// buffer reserved from the ACIP header's length (capped at `max_message`), so each byte is copied once
+/// (only when a first fragment is shorter than the 14 bytes up to the length field are those few bytes
+/// moved again, by the reservation).
 #[derive(Debug)]
 pub struct Reassembler {
     config: ReassemblerConfig,
@@ -104,10 +107,12 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// An idle reassembler.
     pub fn new(config: ReassemblerConfig) -> Self {
         Reassembler { config, partial: None }
     }
 
+    /// The limits it runs with.
     pub fn config(&self) -> &ReassemblerConfig {
         &self.config
     }
@@ -122,9 +127,10 @@ impl Reassembler {
         self.partial.as_ref().map_or(0, |p| p.buf.len())
     }
 
-    /// When the message in progress times out (last fragment + timeout), if one is in progress.
+    /// When the message in progress times out (last fragment + timeout), if one is in progress and the
+    /// timeout is not so large (e.g. `Duration::MAX`, HEAD's "wait forever") that no deadline exists.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.partial.as_ref().map(|p| p.last_at + self.config.timeout)
+        self.partial.as_ref().and_then(|p| p.last_at.checked_add(self.config.timeout))
     }
 
     /// Expires the message in progress if `now` is at or past its deadline.
@@ -279,5 +285,60 @@ impl Reassembler {
             std::cmp::Ordering::Greater => Err(ReassemblyError::MessageLongerThanPacket { message, packet }),
             std::cmp::Ordering::Equal => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Packet, PacketType};
+
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    /// Each byte is copied once: the buffer is reserved for the whole packet when the header arrives (even
+    /// split across fragments) and never moves while fragments are appended.
+    #[test]
+    fn buffer_is_reserved_from_the_header_and_never_moves() {
+        let message = Packet::new(PacketType::IMAGE_FRAME, vec![7u8; 50_000]).encode();
+        for first in [3usize, 13, 14, 100, 4096] {
+            let mut r = Reassembler::new(ReassemblerConfig::default());
+            let now = t0();
+            r.handle_frame(Frame::new(OpCode::Binary, false, message[..first].to_vec()), now).unwrap();
+            let mut off = first;
+            let mut ptr = None;
+            while off < message.len() {
+                let end = (off + 4096).min(message.len());
+                let fin = end == message.len();
+                let p = r.partial.as_ref().unwrap();
+                if p.buf.len() >= 14 {
+                    assert_eq!(p.packet_len, Some(message.len()));
+                    assert!(p.buf.capacity() >= message.len(), "reserved for the whole packet");
+                    let here = p.buf.as_ptr();
+                    assert_eq!(*ptr.get_or_insert(here), here, "buffer moved: bytes copied twice");
+                }
+                let out = r.handle_frame(Frame::continuation(fin, message[off..end].to_vec()), now).unwrap();
+                if fin {
+                    let Some(ReassemblyEvent::Message(m)) = out else { panic!("no message") };
+                    assert_eq!(m.data, message);
+                    assert_eq!(Some(m.data.as_ptr()), ptr);
+                }
+                off = end;
+            }
+        }
+    }
+
+    /// A header claiming a huge packet reserves no more than `max_message`.
+    #[test]
+    fn reservation_is_capped_at_max_message() {
+        let mut header = Packet::empty(PacketType::IMAGE_FRAME).header();
+        header.length = u32::MAX - 1;
+        let cfg = ReassemblerConfig { max_message: 10_000, ..Default::default() };
+        let mut r = Reassembler::new(cfg);
+        r.handle_frame(Frame::new(OpCode::Binary, false, header.to_bytes().to_vec()), t0()).unwrap();
+        let cap = r.partial.as_ref().unwrap().buf.capacity();
+        assert!((22..=10_000 * 2).contains(&cap), "capacity {cap}");
     }
 }
