@@ -184,7 +184,8 @@ impl Shared {
     /// drop on that connection.
     pub fn broadcast_state(&self) {
         let clients: Vec<Arc<ClientEntry>> = lock(&self.clients).values().cloned().collect();
-        let connected = lock(&self.conns).len() as u32;
+        // A connection being torn down no longer counts (the real server broadcasts after remove_client).
+        let connected = lock(&self.conns).values().filter(|c| !c.is_closing()).count() as u32;
         let active = clients.len() as u32;
         let mut payload = [0u8; 32];
         payload[0..4].copy_from_slice(&connected.to_be_bytes());

@@ -107,7 +107,9 @@ async fn join_and_leave_broadcast_server_state() {
     drop(b);
     loop {
         let p = a.recv_type(PacketType::SERVER_STATE).await;
-        if ServerState::decode(&p.payload).unwrap().active_client_count == 1 {
+        let st = ServerState::decode(&p.payload).unwrap();
+        if st.active_client_count == 1 {
+            assert_eq!(st.connected_client_count, 1, "the leaving client is not counted");
             break;
         }
     }
