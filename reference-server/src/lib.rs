@@ -16,6 +16,20 @@
 //! outbound control queue makes packet-path senders wait and broadcasters drop (counted), and ASCII frames
 //! use a one-deep latest-wins slot (replacements counted as `video_replaced`).
 //!
+//! # What is measured ([`StatsSnapshot`], `GET /stats`)
+//!
+//! Per packet, globally and per live connection, in `acip::stats::Stage` histograms (µs):
+//! `server_assembly` (first byte or fragment to the last), `fragment_gap` (between fragments of one
+//! `feb` WebSocket message), `server_queue_wait` (receive queue entry to exit), `server_decrypt`,
+//! `server_handler`, `end_to_end` (the test pattern's intended send time to the handler), `handshake`;
+//! per ASCII frame `server_render`, `server_write` (outbound queue entry to written) and
+//! `ascii_interval`. Counters: packets and bytes by type in each direction (a wrapped packet counts under
+//! ENCRYPTED and under its inner type), drops by reason (`video_replaced`, `tx_queue_full_*`,
+//! `before_capabilities`, `unhandled_type`, `decrypt_failed`, ...), errors by kind (`bad_magic`,
+//! `crc_mismatch`, `unmasked_frame`, `reassembly_timeout`, `idle_timeout`, `violation`, `handshake`,
+//! `server_full`, `no_slots`, `rx_queue_full_stall`, ...), test-pattern frames received, lost, reordered
+//! and corrupt, connections opened and closed, slots in use.
+//!
 //! # Exit codes of the binary ([`exit_code`])
 //!
 //! | Code | Meaning |
