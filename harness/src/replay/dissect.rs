@@ -730,7 +730,10 @@ impl FlowState {
                     };
                     let wire = packet.wire_len() as u64;
                     self.packet(ctx, dir, at, p_at.offset, &packet, wire, CrcStatus::Ok);
-                    self.fragments_done(ctx, dir, at, frags, "packet");
+                    // Over WebSocket the fragments are counted per message (`ws_frame`), not per packet.
+                    if !matches!(self.transport, Transport::WebSocket) {
+                        self.fragments_done(ctx, dir, at, frags, "packet");
+                    }
                 }
                 Some(Err(e)) => {
                     self.stream_error(ctx, dir, at, start_offset, &e, track);

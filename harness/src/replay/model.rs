@@ -185,7 +185,9 @@ pub struct Anomaly {
     /// Frame number in the capture (as Wireshark numbers them).
     pub frame: u64,
     pub dir: Dir,
-    /// Offset in the direction's TCP stream, where known.
+    /// Offset of the packet, frame or message in the byte stream of its layer, where known: the TCP stream
+    /// for raw TCP, the WebSocket frame stream (which starts after the HTTP head) for frames and `feb`
+    /// messages, the data-frame payload stream for `head` packets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
     pub kind: AnomalyKind,
