@@ -85,7 +85,8 @@ impl Faults {
 
 /// Everything [`crate::start`] needs. `Default` is an in-process server on loopback with ephemeral ports
 /// (the same as [`ServerConfig::loopback`]); the binary starts from [`ServerConfig::standard_ports`].
-#[derive(Debug, Clone)]
+/// `Debug` leaves out the password and the identity seed.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// TCP listener; `None` disables it.
     pub tcp: Option<SocketAddr>,
@@ -136,6 +137,37 @@ pub struct ServerConfig {
     pub ready_file: Option<PathBuf>,
     /// Seed of the handshake RNGs (each connection derives its own); `None` draws one from the OS.
     pub rng_seed: Option<u64>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("tcp", &self.tcp)
+            .field("ws", &self.ws)
+            .field("dialect", &self.dialect)
+            .field("encrypt", &self.encrypt)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("identity_seed", &self.identity_seed.as_ref().map(|_| "<set>"))
+            .field("client_keys", &self.client_keys.len())
+            .field("max_clients", &self.max_clients)
+            .field("slot_capacity", &self.slot_capacity)
+            .field("tcp_idle_timeout", &self.tcp_idle_timeout)
+            .field("ws_idle_timeout", &self.ws_idle_timeout)
+            .field("reassembly_timeout", &self.reassembly_timeout)
+            .field("ws_fragment", &self.ws_fragment)
+            .field("faults", &self.faults)
+            .field("echo", &self.echo)
+            .field("bind_retries", &self.bind_retries)
+            .field("v6only", &self.v6only)
+            .field("limits", &self.limits)
+            .field("rx_queue", &self.rx_queue)
+            .field("rx_queue_bytes", &self.rx_queue_bytes)
+            .field("tx_queue", &self.tx_queue)
+            .field("max_fps", &self.max_fps)
+            .field("ready_file", &self.ready_file)
+            .field("rng_seed", &self.rng_seed)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -229,6 +261,13 @@ mod tests {
         }
         assert_eq!(f.enabled(), Faults::NAMES);
         assert!(f.enable("nope").unwrap_err().contains("slot-leak"));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = ServerConfig { password: Some("hunter2hunter2".into()), ..ServerConfig::default() };
+        let text = format!("{c:?}");
+        assert!(!text.contains("hunter2") && text.contains("<set>"), "{text}");
     }
 
     #[test]
