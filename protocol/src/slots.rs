@@ -96,7 +96,7 @@ pub enum SlotError {
 
 /// Deliberately broken variants, selectable only in tests and loom models (the field that picks one does not
 /// exist in other builds), to show that the models catch them.
-#[cfg_attr(not(any(test, loom)), allow(dead_code))]
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bug {
     /// Correct code.
@@ -126,7 +126,7 @@ pub struct SlotPool {
     /// Mirrors of the slot table, written under the lock, read without it.
     in_use: AtomicUsize,
     active: AtomicUsize,
-    #[cfg(any(test, loom))]
+    #[cfg(test)]
     bug: Bug,
 }
 
@@ -145,21 +145,21 @@ impl SlotPool {
             max_active,
             in_use: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
-            #[cfg(any(test, loom))]
+            #[cfg(test)]
             bug: Bug::None,
         }
     }
 
-    #[cfg(any(test, loom))]
-    #[allow(dead_code)]
+    /// A pool with one of the deliberate bugs (for the models only).
+    #[cfg(test)]
     pub(crate) fn with_bug(capacity: usize, max_active: usize, bug: Bug) -> Self {
         SlotPool { bug, ..SlotPool::new(capacity, max_active) }
     }
 
     fn bug(&self) -> Bug {
-        #[cfg(any(test, loom))]
+        #[cfg(test)]
         return self.bug;
-        #[cfg(not(any(test, loom)))]
+        #[cfg(not(test))]
         return Bug::None;
     }
 
@@ -282,7 +282,7 @@ impl SlotPool {
     }
 }
 
-#[cfg(any(test, loom))]
+#[cfg(test)]
 mod models;
 #[cfg(test)]
 mod tests;
