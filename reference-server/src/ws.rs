@@ -1,7 +1,9 @@
 //! WebSocket connections (ACIP-SPEC.md 6.2, 7.3; RFC 6455): the HTTP upgrade, then RFC 6455 frames from
 //! `acip::ws::FrameDecoder` (client frames must be masked: an unmasked one is closed with 1002). The `feb`
 //! dialect reassembles one message = one packet with `acip::ws::Reassembler` (fragment timing, gaps, the
-//! reassembly timeout); `head` treats all data frames as one byte stream for `acip::stream::StreamDecoder`.
+//! reassembly timeout); `head` treats all data frames as one byte stream for `acip::stream::StreamDecoder`,
+//! after checking their RFC 6455 5.4 order (`HeadFrameOrder`: 1002 on a CONTINUATION with no message open
+//! or a new message before FIN, with the same typed errors as `feb`).
 //!
 //! Deliberately stricter than the real WebSocket path, which checks neither magic nor CRC (1.4 (c)): a
 //! packet with a bad magic or CRC closes the connection with 1002 and a reason naming the error, so a
@@ -16,7 +18,7 @@ use acip::stats::Stage;
 use acip::stream::StreamDecoder;
 use acip::ws::{
     encode_frame, feed_head_stream, FrameDecoder, FrameDecoderConfig, OpCode, Reassembler, ReassemblerConfig,
-    ReassemblyEvent,
+    ReassemblyError, ReassemblyEvent,
 };
 use acip::{Dialect, Packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -119,6 +121,7 @@ async fn read_ws(
     let mut reasm =
         Reassembler::new(ReassemblerConfig::from_limits(&cfg.limits).with_timeout(cfg.reassembly_timeout));
     let mut stream = StreamDecoder::new(cfg.limits);
+    let mut order = HeadFrameOrder::default();
     // When the first byte of the packet being assembled arrived (first byte to last fragment is
     // ServerAssembly; the reassembler adds the gaps between fragments).
     let mut first_byte: Option<Instant> = if leftover.is_empty() { None } else { Some(Instant::now()) };
@@ -169,6 +172,9 @@ async fn read_ws(
                     Err(e) => return End::Reassembly(e),
                 },
                 Dialect::Head => {
+                    if let Err(e) = order.check(&frame) {
+                        return End::Reassembly(e);
+                    }
                     feed_head_stream(&frame, &mut stream);
                     while let Some(p) = stream.poll_packet() {
                         match p {
@@ -215,6 +221,52 @@ async fn read_ws(
             first_byte.get_or_insert_with(Instant::now);
         }
         frames.handle_bytes(&buf[..n]);
+    }
+}
+
+/// RFC 6455 5.4 frame order for the `head` dialect. HEAD gave message boundaries no meaning for ACIP (its
+/// data frames form one byte stream), but WebSocket's own sequencing still holds: a CONTINUATION needs an
+/// open message, and TEXT/BINARY may not start one while another lacks its FIN. `feb` gets these checks
+/// from `acip::ws::Reassembler`; `head` only needs the order, not the reassembled bytes (running the
+/// reassembler would copy every message and cap it at `max_ws_message`), so this tracks just that and
+/// reports the same typed errors (closed with 1002 by [`End::ws_close`]).
+#[derive(Debug, Default)]
+struct HeadFrameOrder {
+    /// Fragments and bytes of the message whose FIN has not arrived yet.
+    open: Option<(usize, usize)>,
+}
+
+impl HeadFrameOrder {
+    /// Checks one frame; control frames may come between fragments (5.4) and are not tracked.
+    fn check(&mut self, frame: &acip::ws::Frame) -> Result<(), ReassemblyError> {
+        let len = frame.payload.len();
+        match frame.opcode {
+            OpCode::Continuation => match self.open.as_mut() {
+                None => return Err(ReassemblyError::ContinuationWithoutStart { fin: frame.fin }),
+                Some((fragments, bytes)) => {
+                    *fragments += 1;
+                    *bytes = bytes.saturating_add(len);
+                }
+            },
+            OpCode::Text | OpCode::Binary => {
+                if let Some((fragments, bytes)) = self.open.take() {
+                    return Err(ReassemblyError::DataFrameBeforeFin {
+                        opcode: frame.opcode,
+                        fragments,
+                        bytes,
+                    });
+                }
+                self.open = Some((1, len));
+            }
+            OpCode::Reserved(v) if !frame.opcode.is_control() => {
+                return Err(ReassemblyError::ReservedOpcode(v))
+            }
+            _ => return Ok(()),
+        }
+        if frame.fin {
+            self.open = None;
+        }
+        Ok(())
     }
 }
 

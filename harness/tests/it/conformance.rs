@@ -11,18 +11,7 @@ use reference_server::{Faults, ServerConfig, ServerHandle};
 
 /// Cases allowed to fail against the reference server: (target, case, reason). Mirrors
 /// reports/conformance/known-deviations.md.
-const KNOWN_DEVIATIONS: &[(&str, &str, &str)] = &[
-    (
-        "ws-head",
-        "4.1.1",
-        "head reader feeds every data frame to the byte stream without RFC 6455 5.4 sequencing",
-    ),
-    (
-        "ws-head",
-        "4.1.3",
-        "head reader feeds every data frame to the byte stream without RFC 6455 5.4 sequencing",
-    ),
-];
+const KNOWN_DEVIATIONS: &[(&str, &str, &str)] = &[];
 
 /// The in-test servers' reassembly timeout: short, but long enough that a loaded 2-core machine does not
 /// stall 200 ms between two reads of one burst of fragments.

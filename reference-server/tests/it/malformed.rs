@@ -272,3 +272,51 @@ async fn malformed_inputs_are_rejected_while_a_bystander_streams() {
     assert_eq!(server.stats().double_releases, 0);
     server.shutdown().await;
 }
+
+/// `head` WebSocket (RFC 6455 5.4, conformance 4.1.1 and 4.1.3): message boundaries mean nothing to ACIP
+/// there, but frame order still does. A CONTINUATION with no message open, a CONTINUATION right after a
+/// message that had FIN, and a BINARY before the open message's FIN each close with 1002 naming the
+/// violation; a correctly fragmented packet (with a PING between fragments) is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_websocket_frame_order_is_checked() {
+    let server = server(|c| c.dialect = Dialect::Head).await;
+    let ws = server.ws_addr().unwrap();
+    let ping = Packet::empty(PacketType::PING).encode();
+    let expect_1002 = |name: &str, closed: Closed, words: &str| match closed {
+        Closed::Ws { code, reason } => {
+            assert_eq!(code, 1002, "{name}: {reason}");
+            assert!(reason.contains(words), "{name}: {reason}");
+        }
+        other => panic!("{name}: {other:?}"),
+    };
+
+    let (mut p, _) = Peer::ws(ws, Dialect::Head, Some("acip")).await;
+    p.send_frame(OpCode::Continuation, true, &ping, true).await;
+    expect_1002("continuation first", p.expect_close().await.0, "no message in progress");
+
+    let (mut p, _) = Peer::ws(ws, Dialect::Head, Some("acip")).await;
+    p.send_frame(OpCode::Binary, true, &ping, true).await;
+    p.recv_type(PacketType::PONG).await;
+    p.send_frame(OpCode::Continuation, true, &ping, true).await;
+    expect_1002("continuation after FIN", p.expect_close().await.0, "no message in progress");
+
+    let (mut p, _) = Peer::ws(ws, Dialect::Head, Some("acip")).await;
+    p.send_frame(OpCode::Binary, false, &ping[..10], true).await;
+    p.send_frame(OpCode::Binary, true, &ping[10..], true).await;
+    expect_1002("binary before FIN", p.expect_close().await.0, "before the previous message's FIN");
+
+    let (mut p, _) = Peer::ws(ws, Dialect::Head, Some("acip")).await;
+    p.send_frame(OpCode::Binary, false, &ping[..10], true).await;
+    p.send_frame(OpCode::Ping, true, b"x", true).await;
+    p.send_frame(OpCode::Continuation, true, &ping[10..], true).await;
+    p.recv_type(PacketType::PONG).await;
+
+    let ok = server
+        .wait_until(WAIT, |s| {
+            let e = &s.stats().counters.errors;
+            e.get("continuation_without_start") == Some(&2) && e.get("data_frame_before_fin") == Some(&1)
+        })
+        .await;
+    assert!(ok, "{:?}", server.stats().counters.errors);
+    server.shutdown().await;
+}
