@@ -197,6 +197,47 @@ impl RxSender {
     }
 }
 
+/// After a refusal (SERVER_FULL line or WebSocket full-close) and the write-side shutdown: reads and
+/// discards what the client still sends until its EOF, or on WebSocket its CLOSE frame (RFC 6455 7.1.1:
+/// the server closes TCP once it has sent and received a Close), for at most [`TASK_GRACE`]. Dropping
+/// the socket with the client's CAPS/PING unread made the kernel send a reset, so a client writing
+/// straight after the upgrade could see its writes fail, or lose the refusal, instead of reading why it
+/// was refused.
+pub(crate) async fn linger_after_refusal(stream: &mut TcpStream, ws: bool) {
+    let mut frames = acip::ws::FrameDecoder::with_config(acip::ws::FrameDecoderConfig {
+        max_frame: acip::ws::MAX_CONTROL_PAYLOAD.max(64 * 1024),
+        require_mask: None,
+        strict_length: false,
+    });
+    let mut buf = vec![0u8; 16 * 1024];
+    // Frames are looked at until one does not parse (e.g. over 64 KiB); after that bytes are only
+    // discarded until EOF, so nothing here grows.
+    let mut parse = ws;
+    let _ = tokio::time::timeout(TASK_GRACE, async {
+        loop {
+            let n = match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if !parse {
+                continue;
+            }
+            frames.handle_bytes(&buf[..n]);
+            while let Some(f) = frames.poll_frame() {
+                match f {
+                    Ok(f) if f.opcode == acip::ws::OpCode::Close => return,
+                    Ok(_) => {}
+                    Err(_) => {
+                        parse = false;
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+}
+
 /// One TCP client: slot, tasks, reader loop, teardown.
 async fn serve_tcp(shared: Arc<Shared>, crypto: ServerCrypto, stream: TcpStream, peer: SocketAddr) {
     let lease = match shared.reserve_slot() {
@@ -213,6 +254,7 @@ async fn serve_tcp(shared: Arc<Shared>, crypto: ServerCrypto, stream: TcpStream,
                 stream.shutdown().await
             })
             .await;
+            linger_after_refusal(&mut stream, false).await;
             return;
         }
     };

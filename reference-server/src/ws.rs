@@ -89,8 +89,12 @@ pub(crate) async fn serve_ws(
             payload.truncate(acip::ws::MAX_CONTROL_PAYLOAD);
             let mut out = Vec::new();
             encode_frame(OpCode::Close, true, None, &payload, &mut out);
-            let _ = stream.write_all(&out).await;
-            let _ = stream.shutdown().await;
+            let _ = tokio::time::timeout(crate::serve::TASK_GRACE, async {
+                stream.write_all(&out).await?;
+                stream.shutdown().await
+            })
+            .await;
+            crate::serve::linger_after_refusal(&mut stream, true).await;
             return;
         }
     };

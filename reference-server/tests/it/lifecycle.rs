@@ -83,6 +83,46 @@ async fn slot_leak_fault_fails_at_the_33rd_websocket_client() {
     server.shutdown().await;
 }
 
+/// `--fault slot-leak` leaks every WebSocket slot whatever the timing: 32 clients back to back (each one
+/// connecting before the previous teardown has finished) take all 32 slots. The 33rd writes CAPS and PING
+/// straight after the upgrade, as `harness conformance` 9.1.6 does: both writes succeed, it reads the
+/// full-close (1013, "No available client slots"), and after its own CLOSE it sees a clean EOF. Before,
+/// the server dropped the socket with those bytes unread, so the kernel reset the connection and a client
+/// could see its write fail before reading why (the harness then took the refused session for served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_leak_refuses_the_33rd_back_to_back_client_with_a_readable_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = server(|c| c.faults.slot_leak = true).await;
+    for i in 0..32 {
+        ws_cycle(&server).await.unwrap_or_else(|c| panic!("cycle {i}: {c:?}"));
+    }
+    assert!(server.wait_until(WAIT, |s| s.connections() == 0).await);
+    assert_eq!(server.slots_in_use(), 32);
+    let (mut p, _) = Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await;
+    let caps = p.caps(20, 5, 10).encode();
+    let ping = Packet::empty(PacketType::PING).encode();
+    for (name, bytes) in [("CAPS", caps), ("PING", ping)] {
+        let mut out = Vec::new();
+        acip::ws::encode_frame(OpCode::Binary, true, Some([1, 2, 3, 4]), &bytes, &mut out);
+        p.stream.write_all(&out).await.unwrap_or_else(|e| panic!("{name} write: {e}"));
+    }
+    match p.expect_close().await.0 {
+        Closed::Ws { code, reason } => {
+            assert_eq!(code, reference_server::CLOSE_TRY_AGAIN_LATER);
+            assert!(reason.contains("No available client slots"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut out = Vec::new();
+    acip::ws::encode_frame(OpCode::Close, true, Some([1, 2, 3, 4]), &1000u16.to_be_bytes(), &mut out);
+    p.stream.write_all(&out).await.expect("our CLOSE is written");
+    let mut rest = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, p.stream.read(&mut rest)).await.expect("EOF in time");
+    assert_eq!(n.expect("clean EOF, not a reset"), 0);
+    assert_eq!(server.stats().counters.errors["no_slots"], 1);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn without_the_fault_websocket_cycles_release_their_slots() {
     let server = server(|_| {}).await;
