@@ -100,7 +100,10 @@ pub fn compare(base: &Report, new: &Report, cfg: &CompareConfig) -> Comparison {
             base.versions.profile, new.versions.profile
         ));
     }
-    for key in ["clients", "transport", "frame", "fps", "encrypt", "dialect", "ws_fragment", "target"] {
+    // `target` is left out: an embedded server's ephemeral port differs on every run.
+    for key in
+        ["clients", "transport", "frame", "fps", "encrypt", "dialect", "ws_fragment", "churn", "server"]
+    {
         let (b, n) = (base.settings.get(key), new.settings.get(key));
         if b != n {
             c.notes.push(format!(
@@ -138,11 +141,13 @@ pub fn compare(base: &Report, new: &Report, cfg: &CompareConfig) -> Comparison {
             let change = (b != 0).then(|| (n as f64 - b as f64) / b as f64);
             let limit = limit_for(&cfg.thresholds, &bs.name, p);
             let over_floor = n.saturating_sub(b) > cfg.noise_floor_us;
-            let regression = match (limit, change) {
-                (Some(l), Some(ch)) => ch > l && over_floor,
-                (Some(_), None) => over_floor,
-                (None, _) => false,
-            };
+            let enough = enough_samples(p, bh.count.min(nh.count));
+            let regression = enough
+                && match (limit, change) {
+                    (Some(l), Some(ch)) => ch > l && over_floor,
+                    (Some(_), None) => over_floor,
+                    (None, _) => false,
+                };
             if regression {
                 c.regressions.push(format!(
                     "{} {p}: {b} µs → {n} µs ({}), limit +{:.1}%",
@@ -168,6 +173,21 @@ pub fn compare(base: &Report, new: &Report, cfg: &CompareConfig) -> Comparison {
         }
     }
     c
+}
+
+/// Whether `count` samples say anything about `percentile`: at least 1 / (1 - q) of them, so that one
+/// sample lies beyond it (p99 needs 100, p99.9 needs 1,000). A p99 of 16 handshakes is its maximum, and
+/// judging it would turn noise into regressions. `max` is judged whenever it was asked for.
+pub fn enough_samples(percentile: &str, count: u64) -> bool {
+    let q: f64 = match percentile {
+        "p50" => 0.5,
+        "p90" => 0.9,
+        "p99" => 0.99,
+        "p99.9" => 0.999,
+        "p99.99" => 0.9999,
+        _ => return count > 0,
+    };
+    count as f64 >= (1.0 / (1.0 - q)).round()
 }
 
 /// The most specific limit for `stage` at `percentile`.
@@ -245,5 +265,13 @@ mod tests {
         assert_eq!(limit_for(&ts, "end_to_end", "p99"), Some(0.5));
         assert_eq!(limit_for(&ts, "client_build", "p99"), Some(0.1));
         assert_eq!(limit_for(&ts, "client_build", "p50"), None);
+    }
+
+    #[test]
+    fn few_samples_are_not_judged() {
+        assert!(enough_samples("p50", 2) && !enough_samples("p50", 1));
+        assert!(enough_samples("p99", 100) && !enough_samples("p99", 99));
+        assert!(!enough_samples("p99.9", 999) && enough_samples("p99.99", 10_000));
+        assert!(enough_samples("max", 1) && !enough_samples("max", 0));
     }
 }

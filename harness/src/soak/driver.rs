@@ -22,7 +22,8 @@ use crate::report::{HistogramSummary, Ratio, Report, Series, StageReport, Verdic
 const START_LEAD: Duration = Duration::from_millis(100);
 /// Sampling interval of progress, series and interval logs.
 const TICK: Duration = Duration::from_secs(1);
-/// How long the drain waits for the server to account for every frame sent.
+/// How long the drain waits, beyond half the run's duration, for clients that fell behind their
+/// schedule to send their last frame and for the server to account for every frame sent.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How long to wait for the server to release every slot after the clients closed.
 const SLOT_RELEASE_LIMIT: Duration = Duration::from_secs(5);
@@ -298,22 +299,23 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
 
     // Drain: wait for the clients to finish their schedules and the server to see every frame sent.
     let drain_start = Instant::now();
+    let drain_limit = DRAIN_LIMIT + args.duration / 2;
     let all_sent = async {
         for t in &tasks {
             // Err: the task ended without saying so (it panicked); its join below reports that.
             let _ = t.done.clone().wait_for(|d| *d).await;
         }
     };
-    if tokio::time::timeout(DRAIN_LIMIT, all_sent).await.is_err() {
+    if tokio::time::timeout(drain_limit, all_sent).await.is_err() {
         live.error(
             "drain_timeout",
-            format!("clients still sending {DRAIN_LIMIT:?} after the schedule ended"),
+            format!("clients still sending {drain_limit:?} after the schedule ended"),
         );
     }
     if let Some(s) = &server {
         let sent = live.with(|l| l.frames_sent);
         while s.sample().counters.frames_received + s.sample().counters.frames_corrupt < sent
-            && drain_start.elapsed() < DRAIN_LIMIT
+            && drain_start.elapsed() < drain_limit
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -464,6 +466,17 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
 
     if let Some(b) = &baseline {
         add_baseline(&mut report, b, args);
+    }
+    if let Some(lag) = report.stage("send_lag").and_then(|s| s.histogram.as_ref()) {
+        let period_us = schedule::period(f64::from(args.fps)).as_micros() as u64;
+        if lag.percentiles_us.p99 > period_us {
+            report.notes.push(format!(
+                "the clients fell behind their schedule (send_lag p99 {} µs > one frame period, {period_us} µs): \
+                 this machine did not sustain {} clients × {}x{} × {} fps here, and end-to-end latencies include \
+                 the wait behind the schedule (coordinated omission corrected)",
+                lag.percentiles_us.p99, args.clients, args.frame.0, args.frame.1, args.fps
+            ));
+        }
     }
     if cfg!(debug_assertions) {
         report.notes.push("debug build: latencies are not representative (use --release)".into());
