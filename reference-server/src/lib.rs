@@ -25,10 +25,12 @@
 //! per ASCII frame `server_render`, `server_write` (outbound queue entry to written) and
 //! `ascii_interval`. Counters: packets and bytes by type in each direction (a wrapped packet counts under
 //! ENCRYPTED and under its inner type), drops by reason (`video_replaced`, `tx_queue_full_*`,
-//! `before_capabilities`, `unhandled_type`, `decrypt_failed`, ...), errors by kind (`bad_magic`,
-//! `crc_mismatch`, `unmasked_frame`, `reassembly_timeout`, `idle_timeout`, `violation`, `handshake`,
-//! `server_full`, `no_slots`, `rx_queue_full_stall`, ...), test-pattern frames received, lost, reordered
-//! and corrupt, connections opened and closed, slots in use.
+//! `before_capabilities`, `unhandled_type`, `decrypt_failed`, `teardown_discarded` (received, but not
+//! handled before the dispatch task ended or exceeded its teardown grace), ...), errors by kind
+//! (`bad_magic`, `crc_mismatch`, `unmasked_frame`, `reassembly_timeout`, `idle_timeout`, `violation`,
+//! `handshake`, `server_full`, `no_slots`, `rx_queue_full_stall`, ...), test-pattern frames received,
+//! lost, reordered and corrupt, connections opened and closed, slots in use. Teardown handles every
+//! packet queued before a close or EOF, so a clean close loses none.
 //!
 //! # Exit codes of the binary ([`exit_code`])
 //!

@@ -4,6 +4,7 @@
 //! [`ConnTasks::finish`], whatever ended the connection, and releases the slot exactly once.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,8 @@ pub(crate) struct ConnTasks {
     session: JoinHandle<End>,
     renderer: Arc<Mutex<Option<JoinHandle<()>>>>,
     lease: Arc<SlotLease>,
+    /// Packets in the receive queue not yet handled by the dispatch task.
+    pending: Arc<AtomicUsize>,
 }
 
 impl ConnTasks {
@@ -98,6 +101,7 @@ impl ConnTasks {
         let (itx, irx) = mpsc::channel(depth);
         let lease = Arc::new(lease);
         let renderer = Arc::new(Mutex::new(None));
+        let pending = Arc::new(AtomicUsize::new(0));
         let ctx = SessionCtx {
             shared: shared.clone(),
             conn: conn.clone(),
@@ -105,16 +109,17 @@ impl ConnTasks {
             lease: lease.clone(),
             crypto,
             renderer: renderer.clone(),
+            pending: pending.clone(),
         };
         let session = tokio::spawn(run_session(ctx, irx));
-        let itx = RxSender::new(itx, cfg.rx_queue_bytes);
-        (ConnTasks { conn, outbox, writer, session, renderer, lease }, itx)
+        let itx = RxSender::new(itx, cfg.rx_queue_bytes, pending.clone());
+        (ConnTasks { conn, outbox, writer, session, renderer, lease, pending }, itx)
     }
 
     /// Teardown, whatever ended the connection: tell a WebSocket peer why (if the reader found the
     /// problem), stop every task, drop the client from the grid, release the slot once, keep the stats.
     pub async fn finish(self, shared: &Shared, reader_end: End) {
-        let ConnTasks { conn, outbox, writer, session, renderer, lease } = self;
+        let ConnTasks { conn, outbox, writer, session, renderer, lease, pending } = self;
         conn.set_phase("closing");
         lease.drain();
         if let Some(kind) = reader_end.kind() {
@@ -124,11 +129,19 @@ impl ConnTasks {
                 let _ = tokio::time::timeout(TASK_GRACE, outbox.close(code, reason)).await;
             }
         }
+        // The dispatch task sees `closing`, closes the receive queue and still handles every packet the
+        // reader queued before the end (`run_session`), so a client that closes straight after a burst
+        // loses nothing. It gets TASK_GRACE; whatever it has not handled when it ends or is aborted is
+        // counted as `teardown_discarded` below, never dropped silently.
         conn.close();
         if let Some(end) = join_or_abort(session).await {
             if let Some(kind) = end.kind() {
                 conn.count_error(kind);
             }
+        }
+        let discarded = pending.swap(0, Ordering::AcqRel);
+        for _ in 0..discarded {
+            conn.count_drop("teardown_discarded");
         }
         if shared.remove_client(conn.id) {
             shared.broadcast_state();
@@ -163,11 +176,13 @@ pub(crate) struct RxSender {
     tx: mpsc::Sender<Inbound>,
     bytes: Arc<Semaphore>,
     budget: usize,
+    /// Queued and not yet handled (decremented by the dispatch task after handling).
+    pending: Arc<AtomicUsize>,
 }
 
 impl RxSender {
-    fn new(tx: mpsc::Sender<Inbound>, budget: usize) -> Self {
-        RxSender { tx, bytes: Arc::new(Semaphore::new(budget)), budget }
+    fn new(tx: mpsc::Sender<Inbound>, budget: usize, pending: Arc<AtomicUsize>) -> Self {
+        RxSender { tx, bytes: Arc::new(Semaphore::new(budget)), budget, pending }
     }
 
     /// Hands a decoded packet to the dispatch task; waits (back-pressure: the reader stops reading, so the
@@ -186,14 +201,20 @@ impl RxSender {
             }
         };
         let inb = Inbound { packet, wire, queued: Instant::now(), budget: Some(permit) };
-        match self.tx.try_send(inb) {
+        // Counted before the send so the dispatch task's decrement can never come first.
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let sent = match self.tx.try_send(inb) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(inb)) => {
                 conn.count_error("rx_queue_full_stall");
                 self.tx.send(inb).await.is_ok()
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if !sent {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
         }
+        sent
     }
 }
 

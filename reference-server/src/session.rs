@@ -50,6 +50,9 @@ pub(crate) struct SessionCtx {
     pub crypto: ServerCrypto,
     /// The renderer of this client, once CLIENT_CAPABILITIES arrived; joined by the connection task.
     pub renderer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Packets queued by the reader and not yet handled (see [`crate::serve::RxSender`]): what teardown
+    /// counts as `teardown_discarded` if this task ends (or is aborted) before handling them.
+    pub pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn unix_micros() -> u64 {
@@ -62,28 +65,43 @@ pub(crate) async fn run_session(ctx: SessionCtx, mut rx: mpsc::Receiver<Inbound>
     let mut s = SessionState::new(&ctx);
     let mut closing = ctx.conn.closing.subscribe();
     s.flush_handshake(&ctx).await;
+    // Once the connection is closing, the queue is closed to the reader and what it holds is still
+    // handled: those packets were received before the close, and a clean close must lose none of them.
+    let mut draining = false;
     loop {
         let deadline = s.handshake.as_ref().and_then(|h| h.poll_timeout());
-        let inbound = tokio::select! {
-            m = rx.recv() => m,
-            _ = sleep_until(deadline) => {
-                let h = s.handshake.as_mut().expect("a deadline comes only from a running handshake");
-                if let Err(e) = h.handle_timeout(Instant::now()) {
-                    s.flush_handshake(&ctx).await;
-                    return End::Handshake(e.to_string());
+        let inbound = if draining {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                m = rx.recv() => m,
+                _ = sleep_until(deadline) => {
+                    let h = s.handshake.as_mut().expect("a deadline comes only from a running handshake");
+                    if let Err(e) = h.handle_timeout(Instant::now()) {
+                        s.flush_handshake(&ctx).await;
+                        return End::Handshake(e.to_string());
+                    }
+                    continue;
                 }
-                continue;
+                _ = crate::hub::until_true(&mut closing) => {
+                    rx.close();
+                    draining = true;
+                    continue;
+                }
             }
-            _ = crate::hub::until_true(&mut closing) => return End::Closing,
         };
-        let Some(inb) = inbound else { return End::ReaderDone };
+        let Some(inb) = inbound else {
+            return if draining { End::Closing } else { End::ReaderDone };
+        };
         let now = Instant::now();
         ctx.conn.record(Stage::ServerQueueWait, now - inb.queued);
         if ctx.shared.config.faults.rx_pause {
             // The slow consumer of --fault rx-pause: with a tiny queue the reader stops reading.
             tokio::time::sleep(RX_PAUSE_DELAY).await;
         }
-        if let Err(end) = s.handle(&ctx, inb).await {
+        let handled = s.handle(&ctx, inb).await;
+        ctx.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Err(end) = handled {
             return s.fail(&ctx, end).await;
         }
     }

@@ -236,3 +236,37 @@ async fn shutdown_closes_every_connection_and_joins() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A client that closes straight after a burst which filled the receive queue (2 packets deep here,
+/// `rx_pause` off): every frame it flushed is counted as received, on TCP (EOF) and on WebSocket (CLOSE),
+/// because teardown lets the dispatch task handle the whole queue before it releases the slot; nothing
+/// is counted as `teardown_discarded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_then_close_loses_no_frame() {
+    const N: u64 = 400;
+    let server = server(|c| c.rx_queue = 2).await;
+    for (i, ws) in [false, true].into_iter().enumerate() {
+        let mut p = if ws {
+            Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await.0
+        } else {
+            Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await
+        };
+        p.join(32, 24, 10).await;
+        for seq in 0..N {
+            p.send(&pattern_frame(32, 24, seq)).await;
+        }
+        if ws {
+            p.send_frame(OpCode::Close, true, &1000u16.to_be_bytes(), true).await;
+        } else {
+            tokio::io::AsyncWriteExt::shutdown(&mut p.stream).await.unwrap();
+        }
+        // Read what the server sent until it closes, so our socket does not reset the connection.
+        read_to_end(p.stream).await;
+        settle(&server).await;
+        let c = server.stats().counters;
+        let want = N * (i as u64 + 1);
+        assert_eq!(c.frames_received, want, "ws={ws}: drops {:?}, errors {:?}", c.drops, c.errors);
+        assert_eq!(c.drops.get("teardown_discarded"), None, "ws={ws}");
+    }
+    server.shutdown().await;
+}
