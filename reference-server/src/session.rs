@@ -152,13 +152,16 @@ impl SessionState {
         }
     }
 
-    /// Sends what the handshake queued.
-    async fn flush_handshake(&mut self, ctx: &SessionCtx) {
+    /// Sends what the handshake queued; `true` if that included CRYPTO_AUTH_FAILED.
+    async fn flush_handshake(&mut self, ctx: &SessionCtx) -> bool {
+        let mut auth_failed = false;
         if let Some(h) = self.handshake.as_mut() {
             while let Some(p) = h.poll_transmit() {
+                auth_failed |= p.packet_type == PacketType::CRYPTO_AUTH_FAILED;
                 ctx.outbox.send(p).await;
             }
         }
+        auth_failed
     }
 
     async fn handle(&mut self, ctx: &SessionCtx, inb: Inbound) -> Result<(), End> {
@@ -167,9 +170,19 @@ impl SessionState {
         let _budget = budget;
         ctx.conn.count_rx(packet.packet_type, wire);
         if let Some(h) = self.handshake.as_mut() {
+            let no_encryption = packet.packet_type == PacketType::CRYPTO_NO_ENCRYPTION;
             let r = h.handle_packet(packet, Instant::now());
-            self.flush_handshake(ctx).await;
+            let auth_failed = self.flush_handshake(ctx).await;
             if let Err(e) = r {
+                if no_encryption && !auth_failed {
+                    // The real server answers CRYPTO_NO_ENCRYPTION with AUTH_FAILED and drops the client
+                    // in every handshake state (ACIP-SPEC.md 2, 1109). `acip`'s handshake queues it only
+                    // before the key exchange; on WebSocket the server opens with KEY_EXCHANGE_INIT (4.4),
+                    // so a 1109 there is an "unexpected packet" to it. No 3.15 reason bit fits: 0.
+                    let payload = acip::codec::payloads::AuthFailed::new(0).encode();
+                    ctx.outbox.send(Packet::new(PacketType::CRYPTO_AUTH_FAILED, payload)).await;
+                    ctx.conn.count_error("auth_failed");
+                }
                 return Err(End::Handshake(e.to_string()));
             }
             let mut first = None;

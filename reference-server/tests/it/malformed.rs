@@ -320,3 +320,23 @@ async fn head_websocket_frame_order_is_checked() {
     assert!(ok, "{:?}", server.stats().counters.errors);
     server.shutdown().await;
 }
+
+/// CRYPTO_NO_ENCRYPTION (1109) to an encrypting WebSocket server, after its opening KEY_EXCHANGE_INIT
+/// (4.4): answered with CRYPTO_AUTH_FAILED (reason 0, 3.15) before the close, as the real server does
+/// (ACIP-SPEC.md 2), not with a bare close (conformance 8.1.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_encryption_during_the_websocket_handshake_gets_auth_failed_then_close() {
+    let server = server(|c| c.encrypt = true).await;
+    let (mut p, _) = Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await;
+    p.recv_type(PacketType::CRYPTO_KEY_EXCHANGE_INIT).await;
+    p.send(&Packet::empty(PacketType::CRYPTO_NO_ENCRYPTION)).await;
+    let (closed, packets) = p.expect_close().await;
+    let failed = packets.iter().find(|p| p.packet_type == PacketType::CRYPTO_AUTH_FAILED);
+    let failed = failed.unwrap_or_else(|| panic!("no AUTH_FAILED before the close: {:?}", types(&packets)));
+    assert_eq!(&failed.payload[..], &[0u8; 8]);
+    match closed {
+        Closed::Ws { code, reason } => assert_eq!(code, 1008, "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
