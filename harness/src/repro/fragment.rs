@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use acip::Dialect;
 use reference_client::{Client, ClientConfig, ClientFaults, Target};
+use reference_server::ServerHandle;
 
 use super::peer::{Seen, WsPeer};
 use super::{kinds, server_config, settle, shutdown_within, Options, Outcome, Row, Scenario, SETTLE};
@@ -50,10 +51,14 @@ fn client_config(target: Target, seed: u64, concurrent: bool) -> ClientConfig {
     }
 }
 
-/// Sends up to `frames` frames; returns how many went out and how the server ended the session.
+/// Sends up to `frames` frames; returns how many went out and how the server ended the session. With a
+/// `server` at hand, the client hangs up only once the server has every frame: the reference server
+/// drops packets still in a connection's receive queue when the peer closes (teardown does not drain
+/// it), which would otherwise count as undelivered.
 async fn stream(
     cfg: &ClientConfig,
     frames: u64,
+    server: Option<&ServerHandle>,
 ) -> Result<(u64, Option<reference_client::CloseInfo>), String> {
     let client = Client::connect(cfg, None).await.map_err(|e| format!("connect: {e}"))?;
     let mut sent = 0;
@@ -63,10 +68,13 @@ async fn stream(
         }
         sent += 1;
     }
-    // The broken side: the server closes on the violation. The fixed side: nothing to wait for.
+    // The broken side: the server closes on the violation. The fixed side: every frame arrives.
     let close = if cfg.faults.concurrent_writers {
         tokio::time::timeout(SETTLE, client.wait_closed()).await.ok()
     } else {
+        if let Some(srv) = server {
+            srv.wait_until(SETTLE, |s| s.stats().counters.frames_received >= sent).await;
+        }
         None
     };
     let _ = client.close().await;
@@ -80,7 +88,7 @@ async fn two_writers(o: &mut Outcome, frames: u64, seed: u64) {
         Err(e) => return o.row(Row::error(config, e)),
     };
     let cfg = client_config(Target::ws(srv.ws_addr().expect("ws listener")), seed, true);
-    let res = stream(&cfg, frames).await;
+    let res = stream(&cfg, frames, None).await;
     let named = srv
         .wait_until(SETTLE, |s| {
             let e = s.stats().counters.errors;
@@ -123,7 +131,7 @@ async fn one_writer(o: &mut Outcome, frames: u64, seed: u64) {
         Err(e) => return o.row(Row::error(config, e)),
     };
     let cfg = client_config(Target::ws(srv.ws_addr().expect("ws listener")), seed, false);
-    let res = stream(&cfg, frames).await;
+    let res = stream(&cfg, frames, Some(&srv)).await;
     let delivered = srv.wait_until(SETTLE, |s| s.stats().counters.frames_received >= frames).await;
     let settled = settle(&srv).await;
     let st = srv.stats();
@@ -135,6 +143,8 @@ async fn one_writer(o: &mut Outcome, frames: u64, seed: u64) {
     o.figure("one_writer.frames_sent", sent);
     o.figure("one_writer.server_frames_received", st.counters.frames_received);
     let c = &st.counters;
+    // Back-pressure (the reader waiting for queue room) is counted under errors but loses nothing.
+    let real_errors = c.errors.keys().filter(|k| k.as_str() != "rx_queue_full_stall").count();
     o.row(Row::new(
         config,
         format!(
@@ -144,12 +154,12 @@ async fn one_writer(o: &mut Outcome, frames: u64, seed: u64) {
             c.frames_corrupt,
             kinds(&c.errors)
         ),
-        format!("{frames} sent = {frames} received, no error"),
+        format!("{frames} sent = {frames} received, no error (back-pressure stalls allowed)"),
         delivered
             && sent == frames
             && c.frames_received == frames
             && c.frames_lost + c.frames_corrupt == 0
-            && c.errors.is_empty()
+            && real_errors == 0
             && settled
             && down,
     ));
@@ -208,7 +218,7 @@ async fn against_target(mut o: Outcome, url: &str, frames: u64, seed: u64) -> Ou
         let config = if concurrent { "target: two writers" } else { "target: one writer" };
         let cfg = client_config(target.clone(), seed, concurrent);
         let cfg = ClientConfig { encrypt: true, ..cfg };
-        match stream(&cfg, frames).await {
+        match stream(&cfg, frames, None).await {
             Ok((sent, close)) => {
                 let what = close.as_ref().map_or("connection kept open".into(), |c| {
                     format!("close {} {:?}", c.code.map_or("-".into(), |c| c.to_string()), c.reason)

@@ -114,8 +114,10 @@ pub async fn run(opts: &Options) -> Outcome {
         o.figure(&format!("{side}.frames_received"), st.counters.frames_received);
         let gap = st.stages.get("fragment_gap").map_or("-".into(), |g| ms(g.p50_us));
         let measured = format!(
-            "{} fragments, server received {} frame(s), fragment gap p50 {gap}; answer: {}; server errors: {}",
+            "{} fragments ({} writes failed), server received {} frame(s), fragment gap p50 {gap}; answer: {}; \
+             server errors: {}",
             s.fragments,
+            s.write_errors,
             st.counters.frames_received,
             s.answer,
             kinds(&st.counters.errors)
@@ -136,7 +138,6 @@ pub async fn run(opts: &Options) -> Outcome {
             )
         };
         o.row(Row::new(config, measured, expected, ok && settled && down));
-        let _ = s.write_errors;
     }
     o
 }

@@ -49,9 +49,10 @@ async fn stall_shows_the_delayed_ack_and_the_paused_reader() {
 async fn bind_flake_counts_os_errors_of_each_cause() {
     let o = quick(Scenario::BindFlake).await;
     assert_passed(&o);
-    assert_eq!(o.rows.len(), 6);
+    assert_eq!(o.rows.len(), 7);
     assert!(o.rows[0].measured.contains("EADDRINUSE (98)"), "{:?}", o.rows[0]);
-    assert!(o.rows[4].measured.contains("ECONNREFUSED (111)"), "{:?}", o.rows[4]);
+    assert!(o.rows[5].measured.contains("ECONNREFUSED (111)"), "{:?}", o.rows[5]);
+    assert_eq!(o.figures["bind-flake.restart.no_reuseaddr_no_holders.failures"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
