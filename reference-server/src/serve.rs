@@ -223,8 +223,9 @@ impl RxSender {
 /// the server closes TCP once it has sent and received a Close), for at most [`TASK_GRACE`]. Dropping
 /// the socket with the client's CAPS/PING unread made the kernel send a reset, so a client writing
 /// straight after the upgrade could see its writes fail, or lose the refusal, instead of reading why it
-/// was refused.
-pub(crate) async fn linger_after_refusal(stream: &mut TcpStream, ws: bool) {
+/// was refused. Server shutdown ends the wait at once.
+pub(crate) async fn linger_after_refusal(shared: &Shared, stream: &mut TcpStream, ws: bool) {
+    let mut shutdown = shared.shutdown.clone();
     let mut frames = acip::ws::FrameDecoder::with_config(acip::ws::FrameDecoderConfig {
         max_frame: acip::ws::MAX_CONTROL_PAYLOAD.max(64 * 1024),
         require_mask: None,
@@ -234,7 +235,7 @@ pub(crate) async fn linger_after_refusal(stream: &mut TcpStream, ws: bool) {
     // Frames are looked at until one does not parse (e.g. over 64 KiB); after that bytes are only
     // discarded until EOF, so nothing here grows.
     let mut parse = ws;
-    let _ = tokio::time::timeout(TASK_GRACE, async {
+    let discard = async {
         loop {
             let n = match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
@@ -255,8 +256,11 @@ pub(crate) async fn linger_after_refusal(stream: &mut TcpStream, ws: bool) {
                 }
             }
         }
-    })
-    .await;
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(TASK_GRACE, discard) => {}
+        _ = crate::hub::until_true(&mut shutdown) => {}
+    }
 }
 
 /// One TCP client: slot, tasks, reader loop, teardown.
@@ -275,7 +279,7 @@ async fn serve_tcp(shared: Arc<Shared>, crypto: ServerCrypto, stream: TcpStream,
                 stream.shutdown().await
             })
             .await;
-            linger_after_refusal(&mut stream, false).await;
+            linger_after_refusal(&shared, &mut stream, false).await;
             return;
         }
     };

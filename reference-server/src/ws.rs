@@ -94,7 +94,7 @@ pub(crate) async fn serve_ws(
                 stream.shutdown().await
             })
             .await;
-            crate::serve::linger_after_refusal(&mut stream, true).await;
+            crate::serve::linger_after_refusal(&shared, &mut stream, true).await;
             return;
         }
     };
