@@ -280,3 +280,37 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use acip::ws::Frame;
+
+    /// RFC 6455 5.4 in `head`: fragments continue one open message, control frames may come between
+    /// them, FIN closes it; CONTINUATION without an open message and TEXT/BINARY inside one are typed
+    /// errors (the same ones `feb`'s reassembler reports).
+    #[test]
+    fn head_frame_order() {
+        let mut o = HeadFrameOrder::default();
+        assert_eq!(
+            o.check(&Frame::continuation(false, vec![1])),
+            Err(ReassemblyError::ContinuationWithoutStart { fin: false })
+        );
+        o.check(&Frame::binary(vec![1, 2])).unwrap();
+        assert_eq!(
+            o.check(&Frame::continuation(true, vec![1])),
+            Err(ReassemblyError::ContinuationWithoutStart { fin: true })
+        );
+        o.check(&Frame::new(OpCode::Binary, false, vec![1, 2, 3])).unwrap();
+        o.check(&Frame::ping(vec![9])).unwrap();
+        o.check(&Frame::continuation(false, vec![4])).unwrap();
+        assert_eq!(
+            o.check(&Frame::new(OpCode::Text, true, vec![5])),
+            Err(ReassemblyError::DataFrameBeforeFin { opcode: OpCode::Text, fragments: 2, bytes: 4 })
+        );
+        // The error took the open message away; a new one starts cleanly and FIN ends it.
+        o.check(&Frame::new(OpCode::Binary, false, vec![1])).unwrap();
+        o.check(&Frame::continuation(true, vec![2])).unwrap();
+        o.check(&Frame::binary(vec![3])).unwrap();
+    }
+}
