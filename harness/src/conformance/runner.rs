@@ -209,7 +209,12 @@ impl Obs {
     }
 
     fn usable(&self) -> bool {
-        self.closed.is_none() && self.probe_sent && self.count(PacketType::PONG) >= self.pings_sent
+        // A failed write (e.g. a reset after a refusal) makes a connection unusable even if no PING was
+        // counted as sent.
+        self.closed.is_none()
+            && self.write_error.is_none()
+            && self.probe_sent
+            && self.count(PacketType::PONG) >= self.pings_sent
     }
 
     fn received_summary(&self) -> String {
@@ -1054,8 +1059,7 @@ async fn reconnect_once(target: &Target, seed: u64) -> Result<(), String> {
 async fn session_once(target: &Target, seed: u64) -> Result<(), String> {
     let mut c = Conn::open(target, false, seed as u32).await?;
     c.send_packet(&Pkt::Caps).await;
-    c.send_packet(&Pkt::Ping).await;
-    c.obs.probe_sent = true;
+    c.obs.probe_sent = c.send_packet(&Pkt::Ping).await;
     c.wait_until(Instant::now() + Duration::from_secs(1), |o| o.usable() || o.closed.is_some()).await;
     if !c.obs.usable() {
         return Err(match &c.obs.closed {
