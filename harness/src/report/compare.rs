@@ -69,6 +69,8 @@ pub struct Delta {
     pub change: Option<f64>,
     /// The limit that applied, if any.
     pub limit: Option<f64>,
+    /// Whether both reports had enough samples to judge this percentile ([`enough_samples`]).
+    pub judged: bool,
     pub regression: bool,
 }
 
@@ -163,6 +165,7 @@ pub fn compare(base: &Report, new: &Report, cfg: &CompareConfig) -> Comparison {
                 new_us: n,
                 change,
                 limit,
+                judged: enough,
                 regression,
             });
         }
@@ -212,7 +215,11 @@ pub fn render_markdown(c: &Comparison, base_name: &str, new_name: &str) -> Strin
     );
     for d in &c.deltas {
         let limit = d.limit.map_or(String::new(), |l| format!("+{:.1}%", l * 100.0));
-        let mark = if d.regression { "REGRESSION" } else { "" };
+        let mark = match (d.regression, d.limit.is_some() && !d.judged) {
+            (true, _) => "REGRESSION",
+            (false, true) => "too few samples to judge",
+            _ => "",
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {limit} | {mark} |",

@@ -101,7 +101,7 @@ fn comparison_json(c: &compare::Comparison) -> String {
         .map(|d| {
             serde_json::json!({
                 "stage": d.stage, "percentile": d.percentile, "base_us": d.base_us, "new_us": d.new_us,
-                "change": d.change, "limit": d.limit, "regression": d.regression,
+                "change": d.change, "limit": d.limit, "judged": d.judged, "regression": d.regression,
             })
         })
         .collect();
