@@ -18,6 +18,23 @@
 //!
 //! Output: one table per scenario on stdout, and `report.json` + `summary.md` (+ `report.html`) written
 //! by the shared [`crate::report`] code into `--out` (default `target/harness/repro/<UTC time>-<seed>`).
+//! Exit 0 only when every selected scenario gives its expected verdict, 1 otherwise.
+//!
+//! # Commands and run times
+//!
+//! Measured on the 2-core CI-like machine (release build, `--seed 42`):
+//!
+//! ```text
+//! cargo run --release -p harness -- repro all                  # 48 s: every scenario, full counts
+//! cargo run --release -p harness -- repro fragment-interleave  # 0.1 s (100 frames per side)
+//! cargo run --release -p harness -- repro stall                # 30 s (200 round trips x2, 10 s of 30 fps x2)
+//! cargo run --release -p harness -- repro bind-flake           # 0.1 s (20 trials per row)
+//! cargo run --release -p harness -- repro slot-exhaustion      # 0.7 s (100 sessions per side)
+//! cargo run --release -p harness -- repro reassembly-timeout   # 17 s (57 fragments 150 ms apart, x2)
+//! cargo run --release -p harness -- repro teardown-race        # 0.6 s (1,000 vanishing clients)
+//! cargo run -p harness -- repro all --quick                    # ~7 s in a debug build: what `cargo test` checks
+//! cargo run --release -p harness -- repro fragment-interleave --target ws://127.0.0.1:27226
+//! ```
 
 pub mod bind;
 pub mod fragment;
