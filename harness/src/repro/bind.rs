@@ -135,14 +135,28 @@ async fn restarts(n: u64, no_reuseaddr: bool, holders: usize, seed: u64) -> Resu
 }
 
 /// `[::]` with the given V6ONLY, listening, then the reference server on 127.0.0.1 at the same port.
+/// The port is one that was free on 127.0.0.1 a moment before (an ephemeral IPv6 port may be taken on
+/// IPv4 by an unrelated socket, which would look like the conflict under test).
 async fn dual_stack(v6only: bool, seed: u64) -> Result<Result<(), String>, String> {
-    let s = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
-        .map_err(|e| format!("IPv6 socket: {e}"))?;
-    s.set_reuse_address(true).map_err(|e| e.to_string())?;
-    s.set_only_v6(v6only).map_err(|e| e.to_string())?;
-    s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into()).map_err(|e| format!("bind [::]: {e}"))?;
+    let mut attempt = 0;
+    let (s, port) = loop {
+        attempt += 1;
+        let port = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("probing a free IPv4 port: {e}"))?
+            .port();
+        let s = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
+            .map_err(|e| format!("IPv6 socket: {e}"))?;
+        s.set_reuse_address(true).map_err(|e| e.to_string())?;
+        s.set_only_v6(v6only).map_err(|e| e.to_string())?;
+        match s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into()) {
+            Ok(()) => break (s, port),
+            // Taken again between the probe and this bind: setup, not a trial; pick another port.
+            Err(_) if attempt < 5 => continue,
+            Err(e) => return Err(format!("bind [::]:{port}: {e}")),
+        }
+    };
     s.listen(16).map_err(|e| e.to_string())?;
-    let port = s.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.port()).ok_or("no port")?;
     let v4 = tcp_only(seed, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     let r = match reference_server::start(v4).await {
         Ok(srv) => {
