@@ -300,6 +300,9 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
     // When the first byte of the packet being assembled arrived.
     let mut first: Option<Instant> = None;
     loop {
+        // The idle timer is armed per read, after every push: it measures only the wait for the peer's
+        // bytes, never the time the reader spent blocked on a full receive queue (back-pressure is not
+        // peer silence; test back_pressure_is_not_counted_as_peer_silence).
         let n = tokio::select! {
             r = tokio::time::timeout(idle, r.read(&mut buf)) => match r {
                 Err(_) => return End::IdleTimeout(idle),

@@ -201,6 +201,8 @@ async fn read_ws(
             first_byte.get_or_insert(now);
         }
         let deadline = reasm.poll_timeout();
+        // Armed per read, after the pushes above: time blocked on a full receive queue is not counted as
+        // peer silence (as in `read_tcp`).
         let n = tokio::select! {
             res = tokio::time::timeout(idle, r.read(&mut buf)) => match res {
                 Err(_) => return End::IdleTimeout(idle),

@@ -115,3 +115,55 @@ async fn server_side_fragmentation_is_reassembled_by_the_peer() {
     settle(&server).await;
     server.shutdown().await;
 }
+
+/// Streams `n` `w`x`h` test-pattern frames back to back through a 2-deep, 30 ms-per-packet queue
+/// (`rx-pause`) with a 200 ms idle timeout on TCP or WebSocket, then PING/PONG; returns the server's
+/// counters. The sender never pauses, so however long the reader waits on the full queue, the peer is
+/// not silent.
+async fn stream_through_rx_pause(ws: bool, n: u64, (w, h): (u16, u16)) -> reference_server::StatsSnapshot {
+    let idle = Duration::from_millis(200);
+    let server = server(|c| {
+        c.faults.rx_pause = true;
+        c.tcp_idle_timeout = idle;
+        c.ws_idle_timeout = idle;
+    })
+    .await;
+    let mut p = if ws {
+        Peer::ws(server.ws_addr().unwrap(), Dialect::Feb, Some("acip")).await.0
+    } else {
+        Peer::tcp(server.tcp_addr().unwrap(), Dialect::Feb).await
+    };
+    p.join(20, 5, 10).await;
+    let t0 = Instant::now();
+    for seq in 0..n {
+        p.send(&pattern_frame(w, h, seq)).await;
+    }
+    p.send(&Packet::empty(PacketType::PING)).await;
+    p.recv_type(PacketType::PONG).await;
+    // 30 ms per packet: the reader spent several idle timeouts in all blocked on the full queue.
+    let took = t0.elapsed();
+    assert!(took > idle * 4, "the stream took only {took:?}");
+    let st = server.stats();
+    drop(p);
+    settle(&server).await;
+    server.shutdown().await;
+    st
+}
+
+/// Back-pressure is not peer silence (tcp_idle_timeout / ws_idle_timeout measure only the reader's wait
+/// for bytes): 40 frames of 230 KB (one or two per read, many short queue waits) and 40 frames of 1.2 KB
+/// (many per read, so one read's packets wait on the queue for longer than the idle timeout), on TCP and
+/// WebSocket, all arrive and nobody is dropped for `idle_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_pressure_is_not_counted_as_peer_silence() {
+    let n = 40;
+    for ws in [false, true] {
+        for size in [(320, 240), (20, 20)] {
+            let st = stream_through_rx_pause(ws, n, size).await;
+            let errors = &st.counters.errors;
+            assert_eq!(errors.get("idle_timeout"), None, "ws={ws} {size:?}: {errors:?}");
+            assert_eq!(st.counters.frames_received, n, "ws={ws} {size:?}: back-pressure loses nothing");
+            assert!(errors.get("rx_queue_full_stall").copied().unwrap_or(0) > 0, "ws={ws} {size:?}");
+        }
+    }
+}
