@@ -461,9 +461,75 @@ async fn plaintext_captures_replay_against_the_reference_server() {
             assert!(s.divergences.is_empty(), "{file}: {:?}", s.divergences);
         }
         if file == "tcp_encrypted.pcap" {
-            assert!(s.plaintext_substitute);
+            assert!(s.fresh_handshake);
             assert_eq!(s.sent_types.get("CLIENT_CAPABILITIES(5000)"), Some(&1));
         }
     }
+    server.shutdown().await;
+}
+
+/// `--against` with an encrypted capture: a fresh ENCRYPT handshake with the reference server (encryption
+/// on), over TCP (client speaks first) and WebSocket (server speaks first), then the captured packet types
+/// and sizes as synthetic packets sealed with the new session; the server decrypts and counts every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_capture_replays_after_a_fresh_handshake() {
+    use harness::replay::live::{replay_async, Pace, Target};
+    let config =
+        reference_server::ServerConfig { encrypt: true, ..reference_server::ServerConfig::loopback() };
+    let server = reference_server::start(config).await.expect("server starts");
+    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener").to_string());
+    let ws = Target::Ws(format!("ws://{}/", server.ws_addr().expect("ws listener")));
+    let dissect_config = DissectConfig { collect_packets: true, ..DissectConfig::default() };
+    let data = std::fs::read(repo().join("corpus/captures/tcp_encrypted.pcap")).expect("capture");
+    let d = dissect("tcp_encrypted.pcap", &data, &dissect_config).expect("dissection");
+    let up = &d.flows[0].client_to_server.by_type;
+    let client_encrypted = up["ENCRYPTED(1200)"].count;
+    // The captured handshake's client packets are replaced by the fresh handshake (counted as skipped).
+    let captured_handshake: u64 = up
+        .iter()
+        .filter(|(t, _)| t.starts_with("CRYPTO_") || t.starts_with("PROTOCOL_VERSION"))
+        .map(|(_, s)| s.count)
+        .sum();
+    let mut sealed = 0;
+    for target in [&tcp, &ws] {
+        let report = replay_async(&d, &data, &dissect_config, target, Pace::Fast).await.expect("replay runs");
+        eprintln!("{}", report.render());
+        let s = &report.sessions[0];
+        assert!(s.fresh_handshake);
+        let h = s.handshake.as_ref().expect("a handshake report");
+        assert!(h.completed, "{target:?}: {:?}", h.error);
+        assert_eq!(h.dialect, d.flows[0].dialect);
+        assert!(h.received.iter().any(|t| t == "CRYPTO_KEY_EXCHANGE_INIT(1102)"), "{:?}", h.received);
+        assert!(h.sent.iter().any(|t| t == "CRYPTO_KEY_EXCHANGE_RESP(1103)"), "{:?}", h.sent);
+        // Every captured ENCRYPTED client packet whose inner size has a known type went out sealed.
+        assert_eq!(s.sent + s.skipped, client_encrypted + captured_handshake, "{:?}", s.sent_types);
+        assert!(s.sent > 0);
+        assert_eq!(s.sent_types.get("CLIENT_CAPABILITIES(5000)"), Some(&1));
+        assert!(s.sent_types.get("IMAGE_FRAME(3001)").is_some_and(|n| *n > 0), "{:?}", s.sent_types);
+        // The server's ENCRYPTED answers were decrypted with the new session.
+        assert!(s.received_types.contains_key("SERVER_STATE(5008)"), "{:?}", s.received_types);
+        assert!(!s.live_end.starts_with("undecodable"), "{}", s.live_end);
+        assert!(s.divergences.is_empty(), "{target:?}: {:?}", s.divergences);
+        sealed += s.sent;
+    }
+    let st = server.stats();
+    assert!(st.counters.packets_rx.get("ENCRYPTED").is_some_and(|n| *n >= sealed), "{:?}", st.counters);
+    assert!(st.stages.get("server_decrypt").is_some_and(|s| s.count >= sealed), "{:?}", st.stages.keys());
+    assert_eq!(st.counters.drops.get("decrypt_failed"), None, "{:?}", st.counters.drops);
+    assert_eq!(st.counters.errors.get("handshake"), None, "{:?}", st.counters.errors);
+    server.shutdown().await;
+
+    // A server without encryption cannot complete the handshake: reported as a divergence, nothing sent.
+    let plain =
+        reference_server::ServerConfig { encrypt: false, ..reference_server::ServerConfig::loopback() };
+    let server = reference_server::start(plain).await.expect("server starts");
+    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener").to_string());
+    let report = replay_async(&d, &data, &dissect_config, &tcp, Pace::Fast).await.expect("replay runs");
+    eprintln!("{}", report.render());
+    let s = &report.sessions[0];
+    let h = s.handshake.as_ref().expect("a handshake report");
+    assert!(!h.completed && h.error.is_some());
+    assert_eq!(s.sent, 0);
+    assert!(s.divergences[0].starts_with("the fresh handshake failed"), "{:?}", s.divergences);
     server.shutdown().await;
 }
