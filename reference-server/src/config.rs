@@ -33,10 +33,17 @@ pub const DEFAULT_TX_QUEUE: usize = 256;
 /// Bytes of decoded packets the receive queue may hold per connection: with the packet-count bound this
 /// keeps a connection's buffered input at 16 MiB, not 100 x 5 MiB.
 pub const DEFAULT_RX_QUEUE_BYTES: usize = 16 * 1024 * 1024;
-/// Receive queue depth under `--fault rx-pause`.
+/// Receive queue depth under `--fault rx-pause` (with [`RX_PAUSE_DELAY`] per packet: small pipelined
+/// packets back up; large frames are paced by [`RX_PAUSE_BATCH`] / [`RX_PAUSE_INTERVAL`] in the reader).
 pub const RX_PAUSE_QUEUE: usize = 2;
 /// Time the slow consumer spends per packet under `--fault rx-pause` (about one lws service round).
 pub const RX_PAUSE_DELAY: Duration = Duration::from_millis(30);
+/// Bytes the reader takes per read batch under `--fault rx-pause` (ACIP-SPEC.md 8: the bug report's
+/// browser frames arrived in 131 KB batches while lws rx flow control paused reading in between).
+pub const RX_PAUSE_BATCH: usize = 131_072;
+/// How long the reader stops reading after each full batch under `--fault rx-pause` (the report's ~30 ms
+/// between batches; 921 KB frames then take ~210 ms each, ~4.5 fps).
+pub const RX_PAUSE_INTERVAL: Duration = Duration::from_millis(30);
 /// How long `--fault early-ready` waits between announcing READY and calling `listen()`.
 pub const EARLY_READY_DELAY: Duration = Duration::from_secs(1);
 /// Largest HTTP request head accepted on the WebSocket port before the upgrade.

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::RX_PAUSE_QUEUE;
+use crate::config::{RX_PAUSE_BATCH, RX_PAUSE_INTERVAL, RX_PAUSE_QUEUE};
 use crate::conn::{run_writer, Outbox, Sink};
 use crate::crypto::ServerCrypto;
 use crate::end::End;
@@ -31,6 +31,50 @@ pub const SERVER_FULL_LINE: &[u8] = b"SERVER_FULL: Maximum client limit reached\
 pub const READ_BUF: usize = 256 * 1024;
 /// How long teardown waits for a task before aborting it (a peer that stopped reading can block a write).
 pub const TASK_GRACE: Duration = Duration::from_secs(2);
+
+/// The read pacing of `--fault rx-pause` (ACIP-SPEC.md 8): lws rx flow control stopped reading the socket
+/// once a batch of ~131 KB was in, and the next batch came one ~30 ms service round later. With the
+/// fault on, a read takes at most what is left of the current [`RX_PAUSE_BATCH`], and once a batch is
+/// full the reader waits [`RX_PAUSE_INTERVAL`] before reading again: the drain rate is then capped at one
+/// batch per interval (~4.4 MB/s), whatever the sender offers. The sleep *is* the emulated bug, not a way
+/// of synchronising with anything. Off, reads are unrestricted and nothing waits.
+#[derive(Debug)]
+pub(crate) struct RxPacer {
+    on: bool,
+    /// Bytes read in the current batch.
+    in_batch: usize,
+}
+
+impl RxPacer {
+    pub fn new(on: bool) -> Self {
+        RxPacer { on, in_batch: 0 }
+    }
+
+    /// How much of a `buf`-byte buffer the next read may fill.
+    pub fn limit(&self, buf: usize) -> usize {
+        if self.on {
+            buf.min(RX_PAUSE_BATCH - self.in_batch).max(1)
+        } else {
+            buf
+        }
+    }
+
+    /// Counts `n` bytes just read into the current batch.
+    pub fn consumed(&mut self, n: usize) {
+        if self.on {
+            self.in_batch = (self.in_batch + n).min(RX_PAUSE_BATCH);
+        }
+    }
+
+    /// Before a read: if the current batch is full, stop reading for one interval and start a new batch.
+    /// Called after the previous batch's bytes were handled, as lws paused after its callback ran.
+    pub async fn before_read(&mut self) {
+        if self.on && self.in_batch >= RX_PAUSE_BATCH {
+            tokio::time::sleep(RX_PAUSE_INTERVAL).await;
+            self.in_batch = 0;
+        }
+    }
+}
 
 /// Accepts connections until shutdown, then closes every connection it started and joins it.
 pub(crate) async fn accept_loop(
@@ -299,12 +343,16 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
     let mut closing = conn.closing.subscribe();
     // When the first byte of the packet being assembled arrived.
     let mut first: Option<Instant> = None;
+    let mut pacer = RxPacer::new(shared.config.faults.rx_pause);
     loop {
-        // The idle timer is armed per read, after every push: it measures only the wait for the peer's
-        // bytes, never the time the reader spent blocked on a full receive queue (back-pressure is not
-        // peer silence; test back_pressure_is_not_counted_as_peer_silence).
+        pacer.before_read().await;
+        let lim = pacer.limit(buf.len());
+        // The idle timer is armed per read, after every push (and after an rx-pause interval): it
+        // measures only the wait for the peer's bytes, never the time the reader spent blocked on a full
+        // receive queue (back-pressure is not peer silence; test
+        // back_pressure_is_not_counted_as_peer_silence).
         let n = tokio::select! {
-            r = tokio::time::timeout(idle, r.read(&mut buf)) => match r {
+            r = tokio::time::timeout(idle, r.read(&mut buf[..lim])) => match r {
                 Err(_) => return End::IdleTimeout(idle),
                 Ok(Ok(0)) if dec.is_at_boundary() => return End::Eof,
                 Ok(Ok(0)) => return End::EofMidPacket { buffered: dec.buffered() },
@@ -313,6 +361,7 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
             },
             _ = crate::hub::until_true(&mut closing) => return End::Closing,
         };
+        pacer.consumed(n);
         let now = Instant::now();
         first.get_or_insert(now);
         dec.handle_bytes(&buf[..n]);

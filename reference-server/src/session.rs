@@ -96,7 +96,9 @@ pub(crate) async fn run_session(ctx: SessionCtx, mut rx: mpsc::Receiver<Inbound>
         let now = Instant::now();
         ctx.conn.record(Stage::ServerQueueWait, now - inb.queued);
         if ctx.shared.config.faults.rx_pause {
-            // The slow consumer of --fault rx-pause: with a tiny queue the reader stops reading.
+            // The slow consumer of --fault rx-pause: with a tiny queue the reader stops reading (on top
+            // of the reader's own per-batch pause, `serve::RxPacer`): a pipelined burst of small packets
+            // is held ~30 ms per packet.
             tokio::time::sleep(RX_PAUSE_DELAY).await;
         }
         let handled = s.handle(&ctx, inb).await;

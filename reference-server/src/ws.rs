@@ -30,7 +30,7 @@ use crate::crypto::ServerCrypto;
 use crate::end::End;
 use crate::http::{self, Route};
 use crate::hub::{ConnInfo, Shared, Transport};
-use crate::serve::{ConnTasks, RxSender, READ_BUF};
+use crate::serve::{ConnTasks, RxPacer, RxSender, READ_BUF};
 
 /// Close code for "try again later" (RFC 6455 7.4.1, registered 1013): the server is full.
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
@@ -133,6 +133,7 @@ async fn read_ws(
     let mut buf = vec![0u8; READ_BUF];
     frames.handle_bytes(&leftover);
     let idle = cfg.ws_idle_timeout;
+    let mut pacer = RxPacer::new(cfg.faults.rx_pause);
     loop {
         let now = Instant::now();
         while let Some(f) = frames.poll_frame() {
@@ -200,11 +201,14 @@ async fn read_ws(
         if frames.buffered() > 0 || reasm.in_progress() || stream.buffered() > 0 {
             first_byte.get_or_insert(now);
         }
+        // Under --fault rx-pause: the batch just handled was full, so stop reading for one interval.
+        pacer.before_read().await;
+        let lim = pacer.limit(buf.len());
         let deadline = reasm.poll_timeout();
         // Armed per read, after the pushes above: time blocked on a full receive queue is not counted as
         // peer silence (as in `read_tcp`).
         let n = tokio::select! {
-            res = tokio::time::timeout(idle, r.read(&mut buf)) => match res {
+            res = tokio::time::timeout(idle, r.read(&mut buf[..lim])) => match res {
                 Err(_) => return End::IdleTimeout(idle),
                 Ok(Ok(0)) if frames.is_at_boundary() && !reasm.in_progress() && stream.is_at_boundary() => {
                     return End::Eof
@@ -223,6 +227,7 @@ async fn read_ws(
             }
             _ = crate::hub::until_true(&mut closing) => return End::Closing,
         };
+        pacer.consumed(n);
         if n > 0 {
             first_byte.get_or_insert_with(Instant::now);
         }

@@ -43,6 +43,11 @@ async fn stall_shows_the_delayed_ack_and_the_paused_reader() {
     assert_passed(&o);
     assert!(o.figures["stall.wwr.nagle.p50_us"] >= 20_000);
     assert!(o.figures["stall.wwr.nodelay.p50_us"] < 5_000);
+    // (b): 230 KB frames at 30 fps; rx_pause reads 131 KB per 30 ms, so delivery is capped near 19 fps
+    // and every frame waits at least one pause; without the fault ~30 fps.
+    assert!(o.figures["stall.ws.rx_pause.fps_x10"] < 200, "{:?}", o.figures);
+    assert!(o.figures["stall.ws.rx_pause.assembly_p50_us"] > 25_000, "{:?}", o.figures);
+    assert!(o.figures["stall.ws.fixed.fps_x10"] >= 240, "{:?}", o.figures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
