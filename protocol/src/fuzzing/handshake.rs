@@ -17,6 +17,8 @@
 use std::time::{Duration, Instant};
 
 use arbitrary::{Result as ArbResult, Unstructured};
+
+use super::u16_of;
 use ed25519_dalek::SigningKey;
 
 use crate::codec::{Dialect, Packet, PacketType};
@@ -95,22 +97,9 @@ pub fn configs(byte: u8) -> (HandshakeConfig, HandshakeConfig) {
     (s, c)
 }
 
-fn u16_of(u: &mut Unstructured<'_>) -> ArbResult<u16> {
-    Ok(u16::from_be_bytes(u.arbitrary()?))
-}
-
 /// Parses the input: the config byte and the ops (a truncated last op is dropped).
 pub fn parse(data: &[u8]) -> (u8, Vec<Op>) {
-    let mut u = Unstructured::new(data);
-    let cfg = u.arbitrary::<u8>().unwrap_or(0);
-    let mut ops = Vec::new();
-    while !u.is_empty() {
-        match parse_op(&mut u) {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
-        }
-    }
-    (cfg, ops)
+    super::parse_ops(data, parse_op)
 }
 
 fn parse_op(u: &mut Unstructured<'_>) -> ArbResult<Op> {
@@ -360,23 +349,16 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzzing::{check_seed_dir, seed_files};
 
     const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/seeds/handshake");
 
-    /// The committed seeds are the ones [`seeds`] generates (`ACIP_REGENERATE_SEEDS=1` rewrites them).
+    /// The committed seeds are the ones [`seeds`] generates (`ACIP_REGEN_SEEDS=1` rewrites them), and each
+    /// round-trips through `parse` and `encode`.
     #[test]
     fn seeds_match_the_code_that_generates_them() {
-        let regenerate = std::env::var_os("ACIP_REGENERATE_SEEDS").is_some();
-        if regenerate {
-            std::fs::create_dir_all(SEEDS).unwrap();
-        }
+        check_seed_dir(SEEDS, &seeds());
         for (name, bytes) in seeds() {
-            let path = format!("{SEEDS}/{name}");
-            if regenerate {
-                std::fs::write(&path, &bytes).unwrap();
-            }
-            let on_disk = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            assert_eq!(on_disk, bytes, "{path} is stale: run with ACIP_REGENERATE_SEEDS=1");
             let (cfg, ops) = parse(&bytes);
             assert_eq!(encode(cfg, &ops), bytes, "{name} round-trips");
         }
@@ -385,13 +367,12 @@ mod tests {
     /// Every file in `corpus/seeds/handshake` (seeds and any minimized finding added there) replays.
     #[test]
     fn replay_seed_corpus() {
-        let mut n = 0;
-        for entry in std::fs::read_dir(SEEDS).unwrap() {
-            let path = entry.unwrap().path();
-            run(&std::fs::read(&path).unwrap());
-            n += 1;
+        let files = seed_files(SEEDS);
+        assert!(files.len() >= seeds().len(), "seeds missing in {SEEDS}");
+        for (path, data) in files {
+            eprintln!("{path}");
+            run(&data);
         }
-        assert!(n >= seeds().len());
     }
 
     /// The happy-path seeds really complete the handshake (so the fuzzer starts from deep states).

@@ -110,43 +110,10 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     examples().into_iter().map(|(name, p)| (format!("{name}.bin"), p.to_packet().encode())).collect()
 }
 
-/// Reads every file of a seed directory, sorted by name.
-pub fn seed_files(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e}"))
-        .map(|e| e.expect("readable directory entry").path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            (p.display().to_string(), std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-/// Checks that `dir` holds exactly the generated `seeds` (each `name` with its bytes). With
-/// `ACIP_REGEN_SEEDS=1` it writes them instead, so seeds are regenerated from code, never edited by hand.
-pub fn check_seed_dir(dir: &str, seeds: &[(String, Vec<u8>)]) {
-    if std::env::var_os("ACIP_REGEN_SEEDS").is_some() {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
-        for (name, data) in seeds {
-            std::fs::write(format!("{dir}/{name}"), data).unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
-        }
-    }
-    for (name, data) in seeds {
-        let on_disk = std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| {
-            panic!("{dir}/{name}: {e} (regenerate with ACIP_REGEN_SEEDS=1 cargo test -p acip seeds)")
-        });
-        assert!(
-            on_disk == *data,
-            "{dir}/{name} is stale (regenerate with ACIP_REGEN_SEEDS=1 cargo test -p acip seeds)"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzzing::{check_seed_dir, seed_files};
 
     const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/seeds/packet");
 

@@ -119,7 +119,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::fuzzing::packet::{check_seed_dir, examples, seed_files};
+    use crate::fuzzing::packet::examples;
+    use crate::fuzzing::{check_seed_dir, seed_files};
 
     const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/seeds/stream");
 
