@@ -45,6 +45,24 @@ fn server_errno(e: &ServerError) -> String {
     }
 }
 
+/// Runs `trial` `n` times and counts the failures by OS error; a setup error (the outer `Err`) stops the
+/// trials and is returned instead.
+async fn trials<F, Fut>(n: u64, mut trial: F) -> Result<(u64, BTreeMap<String, u64>), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Result<(), String>, String>>,
+{
+    let mut failures = 0u64;
+    let mut errors = BTreeMap::new();
+    for _ in 0..n {
+        if let Err(e) = trial().await? {
+            failures += 1;
+            *errors.entry(e).or_insert(0u64) += 1;
+        }
+    }
+    Ok((failures, errors))
+}
+
 fn tally(errors: &BTreeMap<String, u64>) -> String {
     if errors.is_empty() {
         return "none".into();
@@ -233,26 +251,13 @@ pub async fn run(opts: &Options) -> Outcome {
             "(b) [::] {} then 127.0.0.1 on the same port, {n} trials",
             if v6only { "with IPV6_V6ONLY" } else { "without IPV6_V6ONLY" }
         );
-        let mut failures = 0u64;
-        let mut errors = BTreeMap::new();
-        let mut setup_error = None;
-        for _ in 0..n {
-            match dual_stack(v6only, opts.seed).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    failures += 1;
-                    *errors.entry(e).or_insert(0u64) += 1;
-                }
-                Err(e) => {
-                    setup_error = Some(e);
-                    break;
-                }
+        let (failures, errors) = match trials(n, || dual_stack(v6only, opts.seed)).await {
+            Ok(counts) => counts,
+            Err(e) => {
+                o.row(Row::error(config, e));
+                continue;
             }
-        }
-        if let Some(e) = setup_error {
-            o.row(Row::error(config, e));
-            continue;
-        }
+        };
         let side = if v6only { "v6only" } else { "dual_stack" };
         o.figure(&format!("dual.{side}.failures"), failures);
         let measured = format!("{failures} of {n} IPv4 binds failed; errors: {}", tally(&errors));
@@ -273,26 +278,13 @@ pub async fn run(opts: &Options) -> Outcome {
             "(c) connect on READY, {n} trials, {}",
             if early { "READY before listen (fault early_ready)" } else { "READY after listen" }
         );
-        let mut failures = 0u64;
-        let mut errors = BTreeMap::new();
-        let mut setup_error = None;
-        for _ in 0..n {
-            match connect_on_ready(early, opts.seed).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    failures += 1;
-                    *errors.entry(e).or_insert(0u64) += 1;
-                }
-                Err(e) => {
-                    setup_error = Some(e);
-                    break;
-                }
+        let (failures, errors) = match trials(n, || connect_on_ready(early, opts.seed)).await {
+            Ok(counts) => counts,
+            Err(e) => {
+                o.row(Row::error(config, e));
+                continue;
             }
-        }
-        if let Some(e) = setup_error {
-            o.row(Row::error(config, e));
-            continue;
-        }
+        };
         let side = if early { "early_ready" } else { "ready_after_listen" };
         o.figure(&format!("ready.{side}.failures"), failures);
         let measured = format!("{failures} of {n} connects failed; errors: {}", tally(&errors));
