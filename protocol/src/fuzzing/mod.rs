@@ -66,3 +66,14 @@ pub fn check_seed_dir<N: AsRef<str>>(dir: &str, seeds: &[(N, Vec<u8>)]) {
         );
     }
 }
+
+/// Replays every file of a seed directory through `run` and checks there are at least `min` of them
+/// (generated seeds plus any minimized finding added by hand).
+pub fn replay_seed_dir(dir: &str, min: usize, run: impl Fn(&[u8])) {
+    let files = seed_files(dir);
+    assert!(files.len() >= min, "seeds missing in {dir}");
+    for (path, data) in files {
+        eprintln!("{path}");
+        run(&data);
+    }
+}

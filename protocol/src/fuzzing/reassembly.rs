@@ -350,7 +350,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuzzing::{check_seed_dir, seed_files};
+    use crate::fuzzing::{check_seed_dir, replay_seed_dir};
 
     const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/seeds/reassembly");
 
@@ -368,12 +368,7 @@ mod tests {
     /// Every file in `corpus/seeds/reassembly` (seeds and any minimized finding added there) replays.
     #[test]
     fn replay_seed_corpus() {
-        let files = seed_files(SEEDS);
-        assert!(files.len() >= seeds().len(), "seeds missing in {SEEDS}");
-        for (path, data) in files {
-            eprintln!("{path}");
-            run(&data);
-        }
+        replay_seed_dir(SEEDS, seeds().len(), run);
     }
 
     #[test]

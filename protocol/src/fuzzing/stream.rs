@@ -120,7 +120,7 @@ mod tests {
 
     use super::*;
     use crate::fuzzing::packet::examples;
-    use crate::fuzzing::{check_seed_dir, seed_files};
+    use crate::fuzzing::{check_seed_dir, replay_seed_dir};
 
     const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/seeds/stream");
 
@@ -131,12 +131,7 @@ mod tests {
 
     #[test]
     fn replay_seeds() {
-        let files = seed_files(SEEDS);
-        assert!(files.len() >= seeds().len(), "seeds missing in {SEEDS}");
-        for (path, data) in files {
-            eprintln!("{path}");
-            run(&data);
-        }
+        replay_seed_dir(SEEDS, seeds().len(), run);
     }
 
     #[test]
