@@ -782,10 +782,9 @@ pub async fn run_until(
                 c = Client::connect_with(&cfg, &creds, observer.clone()) => c?,
                 _ = stop.as_mut() => return Ok(()),
             };
-            let outcome = tokio::select! {
-                o = drive(&client, &cfg) => o.map(|()| false),
-                _ = stop.as_mut() => Ok(true),
-            };
+            // `drive` watches `stop` only between frames, so a frame is never cut off mid-write or
+            // written without being counted.
+            let outcome = drive(&client, &cfg, stop.as_mut()).await;
             let report = client.close().await;
             total.merge(&report);
             if outcome? {
@@ -804,8 +803,12 @@ pub async fn run_until(
 
 /// One session's sending schedule: frame `seq` is due at `start + seq / fps`, and that due time (not the
 /// moment of the write) is the intended send time embedded in the frame. A late frame is sent at once
-/// (no skipping), so a stall shows up as latency against the schedule.
-async fn drive(client: &Client, config: &ClientConfig) -> Result<()> {
+/// (no skipping), so a stall shows up as latency against the schedule. Returns `true` when `stop` ended it.
+async fn drive<F: Future<Output = ()>>(
+    client: &Client,
+    config: &ClientConfig,
+    mut stop: std::pin::Pin<&mut F>,
+) -> Result<bool> {
     let start = Instant::now();
     let base = (start, SystemTime::now());
     let fps = u64::from(config.fps.max(1));
@@ -813,12 +816,12 @@ async fn drive(client: &Client, config: &ClientConfig) -> Result<()> {
     let mut seq: u64 = 0;
     loop {
         let due = start + Duration::from_nanos(seq.saturating_mul(1_000_000_000) / fps);
-        let stop = match config.stop {
+        let done = match config.stop {
             StopAfter::Frames(n) => seq >= n,
             StopAfter::Duration(d) => due >= start + d,
             StopAfter::Never => false,
         };
-        if stop || (config.snapshot && *ascii.borrow() > 0) {
+        if done || (config.snapshot && *ascii.borrow() > 0) {
             break;
         }
         if config.snapshot && start.elapsed() > config.snapshot_timeout {
@@ -831,20 +834,25 @@ async fn drive(client: &Client, config: &ClientConfig) -> Result<()> {
             _ = tokio::time::sleep_until(due.into()) => {}
             c = client.wait_closed() => return Err(ClientError::Closed { code: c.code, reason: c.reason }),
             _ = ascii.changed(), if config.snapshot => continue,
+            _ = stop.as_mut() => return Ok(true),
         }
         client.send_frame(seq, unix_us(base, due)).await?;
         seq += 1;
     }
     if config.snapshot && *ascii.borrow() == 0 {
         // Frames were limited: keep waiting for the first ASCII frame.
-        client.wait_ascii_frames(1, config.snapshot_timeout).await?;
+        tokio::select! {
+            r = client.wait_ascii_frames(1, config.snapshot_timeout) => { r?; }
+            _ = stop.as_mut() => return Ok(true),
+        }
     } else if !config.linger.is_zero() {
         tokio::select! {
             _ = tokio::time::sleep(config.linger) => {}
             _ = client.wait_closed() => {}
+            _ = stop.as_mut() => return Ok(true),
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -144,13 +144,25 @@ impl Shared {
     }
 
     /// Unregisters a connection and keeps its statistics.
+    /// Lock order is `conns`, then the connection's `stats`, then `retired`: holding `conns` while the
+    /// counts move makes every snapshot see them exactly once (live or retired, never neither).
     pub fn retire_conn(&self, info: &ConnInfo) {
-        lock(&self.conns).remove(&info.id);
+        let mut conns = lock(&self.conns);
+        conns.remove(&info.id);
         let s = lock(&info.stats);
         let mut r = lock(&self.retired);
         r.stages.merge(&s.stages);
         r.counters.merge(&s.counters);
         r.counters.connections_closed += 1;
+    }
+
+    /// The retired totals and the live connections, taken together under `conns` so that a connection
+    /// retiring meanwhile is in exactly one of them.
+    pub fn retired_and_live(&self) -> (ConnStats, Vec<Arc<ConnInfo>>) {
+        let conns = lock(&self.conns);
+        let r = lock(&self.retired);
+        let retired = ConnStats { stages: r.stages.clone(), counters: r.counters.clone() };
+        (retired, conns.values().cloned().collect())
     }
 
     /// Counts a server-level event that belongs to no connection (e.g. `server_full`).

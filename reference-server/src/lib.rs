@@ -207,8 +207,8 @@ impl ServerHandle {
     /// The raw per-stage histograms behind [`StatsSnapshot::stages`] (ended and live connections merged),
     /// for harness reports that need every percentile and interval logs. (Added by the soak helper.)
     pub fn stage_histograms(&self) -> acip::stats::StageHistograms {
-        let mut all = lock(&self.shared.retired).stages.clone();
-        let conns: Vec<_> = lock(&self.shared.conns).values().cloned().collect();
+        let (retired, conns) = self.shared.retired_and_live();
+        let mut all = retired.stages;
         for c in conns {
             all.merge(&lock(&c.stats).stages);
         }

@@ -48,12 +48,8 @@ pub struct ConnectionSnapshot {
 }
 
 pub(crate) fn snapshot(shared: &Shared) -> StatsSnapshot {
-    let retired = {
-        let r = lock(&shared.retired);
-        (r.stages.clone(), r.counters.clone())
-    };
-    let (mut stages, mut counters) = retired;
-    let conns: Vec<_> = lock(&shared.conns).values().cloned().collect();
+    let (retired, conns) = shared.retired_and_live();
+    let (mut stages, mut counters) = (retired.stages, retired.counters);
     let mut per_connection = Vec::with_capacity(conns.len());
     for c in &conns {
         let s = lock(&c.stats);
