@@ -498,8 +498,10 @@ impl Client {
     pub async fn close(mut self) -> ClientReport {
         self.pinger.abort();
         let _ = (&mut self.pinger).await;
-        self.tx = None;
+        // Read before the writers are released: once they are, the server may answer the close and the
+        // reader record it before this line would run.
         let by_client = self.shared.close_info().is_none();
+        self.tx = None;
         for w in self.writers.drain(..) {
             let _ = tokio::time::timeout(CLOSE_WAIT, w).await;
         }

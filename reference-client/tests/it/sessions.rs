@@ -295,7 +295,7 @@ async fn run_until_stops_gracefully_and_keeps_the_report() {
     outcome.unwrap();
     assert!(report.frames_sent() >= 3);
     assert_eq!(report.sessions, 1);
-    assert!(report.close.as_ref().is_some_and(|c| c.by_client), "{:?}", report.close);
+    assert!(report.close.as_ref().is_some_and(|c| c.by_client), "{:?} {:?}", report.close, peer.stats());
     peer.wait("the session to end", WAIT, |s| s.ended == 1).await;
 
     // A failed run still returns what it measured.
