@@ -261,6 +261,31 @@ impl SlotPool {
         freed
     }
 
+    /// **Fault hook, not for normal paths.** Frees slot `index` whoever holds it now, with no generation
+    /// check: what the old server's late receive callback did when it acted on a client by slot index after
+    /// `remove_client` (ACIP-SPEC.md 7.5/7.6). The reference server calls it only under
+    /// `--fault stale-callback`, to reproduce that bug: the slot's next tenant loses it while still
+    /// connected, and the pool hands it to another client. Returns `true` if a taken slot was freed (its
+    /// generation bumped, so the tenant's own handle is stale from then on), `false` for a free slot or an
+    /// index out of range. The counts stay consistent with the slots.
+    pub fn release_index_unchecked(&self, index: usize) -> bool {
+        self.with_slots(|slots| {
+            let Some(slot) = slots.get_mut(index) else {
+                return false;
+            };
+            match slot.state {
+                SlotState::Free => return false,
+                SlotState::Active => {
+                    self.active.fetch_sub(1, Ordering::AcqRel);
+                }
+                SlotState::Reserved | SlotState::Draining => {}
+            }
+            *slot = Slot { generation: slot.generation.wrapping_add(1), state: SlotState::Free };
+            self.in_use.fetch_sub(1, Ordering::AcqRel);
+            true
+        })
+    }
+
     /// The state of the handle's slot, or `None` if the handle is stale.
     pub fn state(&self, handle: &SlotHandle) -> Option<SlotState> {
         self.with_slots(|slots| self.live(slots, handle).ok().map(|s| s.state))

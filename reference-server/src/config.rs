@@ -65,11 +65,18 @@ pub struct Faults {
     /// Announce READY before the listeners accept (ACIP-SPEC.md 8: "run 3 reports success but the client
     /// gets ECONNREFUSED").
     pub early_ready: bool,
+    /// The teardown races of ACIP-SPEC.md 7.5/7.6 (RECEIVE after CLOSED on a client looked up by slot
+    /// after `remove_client`): each connection's teardown leaves one receive callback queued after its
+    /// slot is released; it runs once the slot's next tenant is active and frees that slot by index,
+    /// without the generation check. The tenant loses its slot while connected, the pool hands the slot to
+    /// a second client, and the tenant's own release counts as a double release (`crate::slots`).
+    pub stale_callback: bool,
 }
 
 impl Faults {
     /// The CLI names, in the order [`Faults::enable`] accepts them.
-    pub const NAMES: &'static [&'static str] = &["slot-leak", "rx-pause", "no-reuseaddr", "early-ready"];
+    pub const NAMES: &'static [&'static str] =
+        &["slot-leak", "rx-pause", "no-reuseaddr", "early-ready", "stale-callback"];
 
     /// Turns on the fault called `name` (a `--fault` value).
     pub fn enable(&mut self, name: &str) -> Result<(), String> {
@@ -78,6 +85,7 @@ impl Faults {
             "rx-pause" => self.rx_pause = true,
             "no-reuseaddr" => self.no_reuseaddr = true,
             "early-ready" => self.early_ready = true,
+            "stale-callback" => self.stale_callback = true,
             other => return Err(format!("unknown fault {other:?} (known: {})", Faults::NAMES.join(", "))),
         }
         Ok(())
@@ -85,7 +93,7 @@ impl Faults {
 
     /// Names of the faults that are on.
     pub fn enabled(&self) -> Vec<&'static str> {
-        let on = [self.slot_leak, self.rx_pause, self.no_reuseaddr, self.early_ready];
+        let on = [self.slot_leak, self.rx_pause, self.no_reuseaddr, self.early_ready, self.stale_callback];
         Faults::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect()
     }
 }

@@ -113,7 +113,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn new(config: ServerConfig, shutdown: watch::Receiver<bool>) -> Self {
-        let slots = Slots::new(config.slot_capacity, config.max_clients);
+        let slots = Slots::new(config.slot_capacity, config.max_clients, config.faults.stale_callback);
         Shared {
             config,
             slots,

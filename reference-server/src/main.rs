@@ -51,7 +51,7 @@ struct Args {
     /// Split outbound WebSocket messages into frames of this many bytes (the FEB server used 262144).
     #[arg(long)]
     ws_fragment: Option<usize>,
-    /// Fault to emulate: slot-leak, rx-pause, no-reuseaddr, early-ready (repeatable).
+    /// Fault to emulate: slot-leak, rx-pause, no-reuseaddr, early-ready, stale-callback (repeatable).
     #[arg(long = "fault")]
     faults: Vec<String>,
     /// Plain RFC 6455 echo on the WebSocket port (no ACIP).

@@ -25,6 +25,13 @@ pub struct StatsSnapshot {
     pub connections: usize,
     /// Releases of an already free slot: must stay 0.
     pub double_releases: u64,
+    /// Reservations handed a slot that another connection still held: must stay 0 (`--fault
+    /// stale-callback` breaks it).
+    #[serde(default)]
+    pub slots_shared: u64,
+    /// `--fault stale-callback`: late receive callbacks that freed a live client's slot.
+    #[serde(default)]
+    pub late_callbacks: u64,
     /// All connections, ended and live, plus server-level events.
     pub counters: Counters,
     /// Per-stage timings, keyed by `acip::stats::Stage::name`.
@@ -76,6 +83,8 @@ pub(crate) fn snapshot(shared: &Shared) -> StatsSnapshot {
         active_clients: shared.active_clients(),
         connections: conns.len(),
         double_releases: shared.slots.double_releases(),
+        slots_shared: shared.slots.shared_reservations(),
+        late_callbacks: shared.slots.late_callbacks(),
         counters,
         stages: stages.snapshot(),
         per_connection,

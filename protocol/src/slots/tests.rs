@@ -215,6 +215,29 @@ fn broken_variants_misbehave_when_run_sequentially_too() {
 }
 
 #[test]
+fn release_index_unchecked_frees_the_current_tenant() {
+    // The `--fault stale-callback` hook: acting by index frees whoever holds the slot now, and the checked
+    // API then sees that tenant's handle as stale (its own release is refused, not a second free).
+    let pool = SlotPool::new(2, 2);
+    let old = pool.reserve().unwrap();
+    assert!(pool.release(&old));
+    let tenant = pool.reserve().unwrap();
+    pool.activate(&tenant).unwrap();
+    assert_eq!((tenant.index(), pool.in_use(), pool.active()), (old.index(), 1, 1));
+    assert!(pool.release_index_unchecked(old.index()));
+    assert_eq!((pool.in_use(), pool.active(), pool.state(&tenant)), (0, 0, None));
+    // The slot goes to the next client while `tenant` is still connected.
+    let second = pool.reserve().unwrap();
+    assert_eq!((second.index(), second.generation()), (tenant.index(), tenant.generation() + 1));
+    assert!(!pool.release(&tenant), "the tenant's own release finds its slot gone");
+    assert_eq!(pool.state(&second), Some(SlotState::Reserved));
+    assert!(!pool.release_index_unchecked(1), "a free slot is left alone");
+    assert!(!pool.release_index_unchecked(2), "out of range");
+    assert!(pool.release(&second));
+    assert_eq!((pool.in_use(), pool.active()), (0, 0));
+}
+
+#[test]
 fn every_error_message() {
     let h = SlotHandle { index: 3, generation: 7 };
     let lines = [

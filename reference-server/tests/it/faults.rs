@@ -1,5 +1,6 @@
-//! Fault emulation beyond slots and readiness (ACIP-SPEC.md 6.2, 8): `--fault rx-pause` back-pressure,
-//! the old 100 ms reassembly timeout against a slow sender, and 256 KiB-style server fragmentation.
+//! Fault emulation beyond slots and readiness (ACIP-SPEC.md 6.2, 7.6, 8): `--fault rx-pause` back-pressure,
+//! the old 100 ms reassembly timeout against a slow sender, 256 KiB-style server fragmentation, and
+//! `--fault stale-callback` (a late receive callback acting on a reused slot by index).
 
 use std::time::{Duration, Instant};
 
@@ -184,4 +185,64 @@ async fn back_pressure_is_not_counted_as_peer_silence() {
             }
         }
     }
+}
+
+/// What [`stale_callback_sequence`] saw while the two clients were connected, and after.
+struct StaleRun {
+    during: reference_server::StatsSnapshot,
+    after: reference_server::StatsSnapshot,
+}
+
+/// A client joins and leaves (with `--fault stale-callback` its teardown parks a late callback on slot
+/// 0); then `tenant` joins (gets slot 0, becomes active) and `second` joins while `tenant` is still
+/// connected and served (PING answered). Then both leave.
+async fn stale_callback_sequence(fault: bool) -> StaleRun {
+    let server = server(|c| {
+        c.faults.stale_callback = fault;
+        c.tcp_idle_timeout = WAIT;
+    })
+    .await;
+    let addr = server.tcp_addr().unwrap();
+    let mut gone = Peer::tcp(addr, Dialect::Feb).await;
+    gone.join(20, 5, 10).await;
+    drop(gone);
+    assert!(server.wait_until(WAIT, |s| s.connections() == 0).await);
+    let mut tenant = Peer::tcp(addr, Dialect::Feb).await;
+    tenant.join(20, 5, 10).await;
+    let mut second = Peer::tcp(addr, Dialect::Feb).await;
+    second.join(20, 5, 10).await;
+    tenant.send(&Packet::empty(PacketType::PING)).await;
+    tenant.recv_type(PacketType::PONG).await;
+    let during = server.stats();
+    drop(tenant);
+    assert!(server.wait_until(WAIT, |s| s.connections() == 1).await);
+    drop(second);
+    settle(&server).await;
+    let after = server.stats();
+    server.shutdown().await;
+    StaleRun { during, after }
+}
+
+/// `--fault stale-callback` (ACIP-SPEC.md 7.5/7.6): the late callback of a finished connection frees its
+/// old slot by index once the next client there is active, so the pool hands that slot to a second client
+/// while the first is still connected, and the first one's release at teardown is a double release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_callback_hands_one_slot_to_two_clients() {
+    let StaleRun { during, after } = stale_callback_sequence(true).await;
+    assert_eq!(during.faults, ["stale-callback"]);
+    assert_eq!(during.late_callbacks, 1, "the late callback freed the active tenant's slot");
+    assert_eq!(during.slots_shared, 1, "slot 0 handed to the second client while the tenant held it");
+    assert_eq!(during.connections, 2);
+    assert_eq!(during.slots_in_use, 1, "two connected clients, one slot counted");
+    assert_eq!(after.double_releases, 1, "the tenant's own release found its slot gone");
+    assert_eq!(after.counters.errors.get("double_release"), Some(&1));
+    assert_eq!(after.slots_in_use, 0, "the counts stay consistent with the slots");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_stale_callback_each_client_keeps_its_own_slot() {
+    let StaleRun { during, after } = stale_callback_sequence(false).await;
+    assert_eq!((during.late_callbacks, during.slots_shared, during.slots_in_use), (0, 0, 2));
+    assert_eq!((after.double_releases, after.slots_in_use), (0, 0));
+    assert_eq!(after.counters.errors.get("double_release"), None);
 }
