@@ -14,7 +14,7 @@
 //! | [`bind`] `bind-flake` | no SO_REUSEADDR; dual-stack `[::]`; READY before listen | the fixes |
 //! | [`slots`] `slot-exhaustion` | server `slot_leak` | fixed server |
 //! | [`reassembly`] `reassembly-timeout` | 100 ms reassembly timeout | 2 s |
-//! | [`teardown`] `teardown-race` | (no broken side: 1,000 clients vanish at random points) | invariants hold |
+//! | [`teardown`] `teardown-race` | server `stale_callback` (a late receive frees a reused slot by index) | fixed server: invariants hold |
 //!
 //! Output: one table per scenario on stdout, and `report.json` + `summary.md` (+ `report.html`) written
 //! by the shared [`crate::report`] code into `--out` (default `target/harness/repro/<UTC time>-<seed>`).
@@ -31,7 +31,7 @@
 //! cargo run --release -p harness -- repro bind-flake           # 0.1 s (20 trials per row)
 //! cargo run --release -p harness -- repro slot-exhaustion      # 0.7 s (100 sessions per side)
 //! cargo run --release -p harness -- repro reassembly-timeout   # 17 s (57 fragments 150 ms apart, x2)
-//! cargo run --release -p harness -- repro teardown-race        # 0.6 s (1,000 vanishing clients)
+//! cargo run --release -p harness -- repro teardown-race        # 1.2 s (1,000 vanishing clients x2)
 //! cargo run -p harness -- repro all --quick                    # ~7 s in a debug build: what `cargo test` checks
 //! cargo run --release -p harness -- repro fragment-interleave --target ws://127.0.0.1:27226
 //! ```

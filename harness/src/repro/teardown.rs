@@ -1,15 +1,29 @@
-//! `teardown-race`: the teardown races of ACIP-SPEC.md 7.5/7.6 (RECEIVE after CLOSED, a handler blocking
-//! the event loop, a capture thread using a freed transport). Many clients vanish at random points —
-//! during the HTTP upgrade, right after it (before joining), mid-fragment, while the server is writing
-//! ASCII frames to them, right after their close frame, mid-header on TCP — half of them with a reset
-//! (SO_LINGER 0) instead of a FIN, against one server while two well-behaved clients stream. Every choice
-//! comes from `--seed` (printed), so a failure replays. Afterwards: no panic, no connection or slot left,
-//! no task left running (server shutdown within a bound, the runtime's live task count back to where it
-//! was), and every well-behaved client's frames intact (the server's sequence tracker: no loss, no
-//! corruption, no reordering).
+//! `teardown-race`: the teardown races of ACIP-SPEC.md 7.5/7.6 (RECEIVE after CLOSED on a client looked up
+//! by slot after `remove_client`, double frees of a connection's state, a handler blocking the event loop,
+//! a capture thread using a freed transport). Many clients vanish at random points — during the HTTP
+//! upgrade, right after it (before joining), mid-fragment, while the server is writing ASCII frames to
+//! them, right after their close frame, mid-header on TCP — half of them with a reset (SO_LINGER 0)
+//! instead of a FIN, against one server while two well-behaved clients stream. Every choice comes from
+//! `--seed` (printed), so a failure replays.
 //!
-//! This scenario has no broken configuration of its own: the reference server has no fault that
-//! reintroduces these races, so it checks the invariants the fixes established.
+//! Both sides run the same sequence: one client joins and leaves (a finished connection whose slot, 0, is
+//! free again), the two streamers join, the vanishing clients churn, the streamers stop and leave.
+//! - Broken side: the reference server with `--fault stale-callback` (reference-server `slots.rs`): each
+//!   finished connection leaves one late receive callback that, once the next client on its slot is
+//!   active, frees that slot by index without the generation check, as the old server's late RECEIVE
+//!   acted on whatever client then had the slot. The first streamer on slot 0 loses its slot while it
+//!   streams, the pool hands slot 0 to a vanishing client while the streamer still holds it, and the
+//!   streamer's own release at its close is refused (a double release). The side passes when all of that
+//!   shows (late callbacks > 0, slots handed to a second client > 0, double releases > 0, a streamer's
+//!   slot freed under it).
+//! - Fixed side: the same server without the fault (generation-checked handles, `acip::slots`).
+//!   Afterwards: no panic, no connection or slot left, no slot handed to two clients, no double release,
+//!   no task left running (server shutdown within a bound, the runtime's live task count back to where
+//!   it was), and every well-behaved client's frames intact (the server's sequence tracker: no loss, no
+//!   corruption, no reordering).
+//!
+//! The broken side damages slot ownership, not frames: the server tracks frames per connection, so the
+//! streamers' frames stay intact there too, and the table says so.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -177,29 +191,113 @@ fn alive_tasks() -> usize {
     tokio::runtime::Handle::current().metrics().num_alive_tasks()
 }
 
-pub async fn run(opts: &Options) -> Outcome {
-    count_panics();
-    let mut o = Outcome::new(Scenario::TeardownRace);
-    if opts.target.is_some() {
-        o.note("--target ignored: the checks read the server's own state (slots, tasks, panics)");
+/// What one side measured.
+struct SideRun {
+    n: u64,
+    /// The streamers were both active before the churn.
+    joined: bool,
+    /// The warm-up client joined and left.
+    warmed: bool,
+    /// Every vanished client's teardown finished (only the streamers left).
+    drained: bool,
+    /// The server counted every frame the streamers sent.
+    delivered: bool,
+    settled: bool,
+    down: bool,
+    churn: Duration,
+    by_kind: BTreeMap<Vanish, u64>,
+    panics: u64,
+    vanisher_panics: u64,
+    tasks_left: usize,
+    sent: u64,
+    streamer_errors: Vec<String>,
+    /// Late callbacks run by the time both streamers were active (they hit a streamer).
+    late_on_streamers: u64,
+    /// Double releases counted when the streamers left: streamers whose slot had been freed under them.
+    streamer_slots_lost: u64,
+    st: reference_server::StatsSnapshot,
+}
+
+impl SideRun {
+    fn mix(&self) -> String {
+        self.by_kind.iter().map(|(k, v)| format!("{}={v}", k.name())).collect::<Vec<_>>().join(", ")
     }
-    let n: u64 = if opts.quick { 100 } else { 1000 };
-    o.figure("clients", n);
-    o.note(format!("seed {} (rerun with --seed {})", opts.seed, opts.seed));
+
+    fn frames(&self) -> String {
+        let c = &self.st.counters;
+        format!(
+            "sent {}, server received {} (lost {}, corrupt {}, reordered {}); client errors: {}",
+            self.sent,
+            c.frames_received,
+            c.frames_lost,
+            c.frames_corrupt,
+            c.frames_reordered,
+            if self.streamer_errors.is_empty() { "none".into() } else { self.streamer_errors.join("; ") }
+        )
+    }
+
+    fn frames_intact(&self) -> bool {
+        let c = &self.st.counters;
+        self.delivered
+            && self.sent > 0
+            && c.frames_received == self.sent
+            && c.frames_lost + c.frames_corrupt + c.frames_reordered == 0
+            && self.streamer_errors.is_empty()
+    }
+
+    fn after(&self) -> String {
+        format!(
+            "{} connections, {} slots in use, {} double releases, {} slots handed to a second client; \
+             shutdown {}; tasks left {}",
+            self.st.connections,
+            self.st.slots_in_use,
+            self.st.double_releases,
+            self.st.slots_shared,
+            if self.down { "within 10 s" } else { "TIMED OUT" },
+            self.tasks_left
+        )
+    }
+
+    fn figures(&self, o: &mut Outcome, side: &str) {
+        let c = &self.st.counters;
+        for (name, v) in [
+            ("panics", self.panics + self.vanisher_panics),
+            ("tasks_left", self.tasks_left as u64),
+            ("streamer_frames_sent", self.sent),
+            ("server_frames_received", c.frames_received),
+            ("frames_lost_corrupt_reordered", c.frames_lost + c.frames_corrupt + c.frames_reordered),
+            ("slots_in_use_after", self.st.slots_in_use as u64),
+            ("double_releases", self.st.double_releases),
+            ("slots_shared", self.st.slots_shared),
+            ("late_callbacks", self.st.late_callbacks),
+            ("streamer_slots_lost", self.streamer_slots_lost),
+        ] {
+            o.figure(&format!("{side}.{name}"), v);
+        }
+    }
+}
+
+/// One client that joins and leaves cleanly over WebSocket; `true` once the server has torn it down.
+async fn warm_up(srv: &reference_server::ServerHandle, ws: SocketAddr, seed: u64) -> bool {
+    let Ok(mut p) = WsPeer::connect(ws, (seed as u32).to_be_bytes()).await else { return false };
+    let joined = p.join(Dialect::Feb, (80, 24), 30, STEP).await.is_ok();
+    p.close(STEP).await;
+    joined && srv.wait_until(SETTLE, |s| s.connections() == 0).await
+}
+
+/// Runs one side: the server with `--fault stale-callback` when `stale_callback`, else the fixed one.
+async fn run_side(opts: &Options, n: u64, stale_callback: bool) -> Result<SideRun, String> {
     let panics_before = PANICS.load(Ordering::SeqCst);
     let tasks_before = alive_tasks();
     let mut cfg = server_config(opts.seed);
     // Room for every vanishing client: refusals would hide the paths under test.
     cfg.max_clients = 99;
     cfg.slot_capacity = 256;
-    let srv = match reference_server::start(cfg).await {
-        Ok(s) => s,
-        Err(e) => {
-            o.row(Row::error("server", e));
-            return o;
-        }
-    };
+    cfg.faults.stale_callback = stale_callback;
+    let srv = reference_server::start(cfg).await.map_err(|e| e.to_string())?;
     let (ws, tcp) = (srv.ws_addr().expect("ws listener"), srv.tcp_addr().expect("tcp listener"));
+    // A finished connection before anyone else: under the fault its late callback waits on slot 0.
+    let warmed = warm_up(&srv, ws, opts.seed).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut streamers = Vec::new();
@@ -217,6 +315,7 @@ pub async fn run(opts: &Options) -> Outcome {
     }
     // The streamers are in (two active clients) before the churn starts.
     let joined = srv.wait_until(SETTLE, |s| s.active_clients() >= 2).await;
+    let late_on_streamers = srv.stats().late_callbacks;
 
     let t0 = Instant::now();
     let mut by_kind: BTreeMap<Vanish, u64> = BTreeMap::new();
@@ -240,6 +339,7 @@ pub async fn run(opts: &Options) -> Outcome {
     let churn = t0.elapsed();
     // Every vanished client's teardown has finished: only the two streamers are left.
     let drained = srv.wait_until(SETTLE, |s| s.connections() == 2).await;
+    let double_before = srv.stats().double_releases;
     stop_tx.send_replace(true);
     let mut sent = 0u64;
     let mut streamer_errors = Vec::new();
@@ -271,61 +371,138 @@ pub async fn run(opts: &Options) -> Outcome {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let tasks_left = alive_tasks().saturating_sub(tasks_before);
-    let panics = PANICS.load(Ordering::SeqCst) - panics_before;
+    Ok(SideRun {
+        n,
+        joined,
+        warmed,
+        drained,
+        delivered,
+        settled,
+        down,
+        churn,
+        by_kind,
+        panics: PANICS.load(Ordering::SeqCst) - panics_before,
+        vanisher_panics,
+        tasks_left: alive_tasks().saturating_sub(tasks_before),
+        sent,
+        streamer_errors,
+        late_on_streamers,
+        streamer_slots_lost: st.double_releases.saturating_sub(double_before),
+        st,
+    })
+}
 
+/// The broken side's row: the race must show.
+fn broken_row(o: &mut Outcome, r: &SideRun, seed: u64) {
+    let st = &r.st;
     let c = &st.counters;
-    let mix = by_kind.iter().map(|(k, v)| format!("{}={v}", k.name())).collect::<Vec<_>>().join(", ");
-    for (k, v) in &by_kind {
-        o.figure(&format!("vanish.{}", k.name()), *v);
-    }
-    o.figure("panics", panics);
-    o.figure("streamer_frames_sent", sent);
-    o.figure("server_frames_received", c.frames_received);
-    o.figure("tasks_left", tasks_left as u64);
+    let measured = format!(
+        "late callbacks freed {} live slots ({} a streamer's, on its join); slots handed to a second client \
+         while held: {}; double releases {} (streamers' own releases refused: {} of 2); streamers sent {}, \
+         server received {} (lost {}, corrupt {}, reordered {}); after: {} connections, {} slots in use, \
+         shutdown {}, tasks left {}; panics {}; churn {:.1} s",
+        st.late_callbacks,
+        r.late_on_streamers,
+        st.slots_shared,
+        st.double_releases,
+        r.streamer_slots_lost,
+        r.sent,
+        c.frames_received,
+        c.frames_lost,
+        c.frames_corrupt,
+        c.frames_reordered,
+        st.connections,
+        st.slots_in_use,
+        if r.down { "within 10 s" } else { "TIMED OUT" },
+        r.tasks_left,
+        r.panics + r.vanisher_panics,
+        r.churn.as_secs_f64(),
+    );
     o.row(Row::new(
-        format!("{n} clients vanish at random points ({CONCURRENCY} at a time), seed {}", opts.seed),
         format!(
-            "{mix}; churn {:.1} s; panics {panics} (vanisher tasks {vanisher_panics}); server errors: {}",
-            churn.as_secs_f64(),
-            kinds(&c.errors)
+            "fault stale-callback: {} clients vanish at random points ({CONCURRENCY} at a time), 2 streamers, \
+             seed {seed}",
+            r.n
+        ),
+        measured,
+        "the race shows: a streamer's slot freed under it while it streams, a slot handed to a second \
+         client, double releases",
+        r.warmed
+            && r.joined
+            && r.drained
+            && r.late_on_streamers >= 1
+            && st.slots_shared > 0
+            && st.double_releases > 0
+            && r.streamer_slots_lost >= 1,
+    ));
+}
+
+/// The fixed side's rows: every invariant holds.
+fn fixed_rows(o: &mut Outcome, r: &SideRun, seed: u64) {
+    let st = &r.st;
+    o.row(Row::new(
+        format!(
+            "fixed server: {} clients vanish at random points ({CONCURRENCY} at a time), seed {seed}",
+            r.n
+        ),
+        format!(
+            "{}; churn {:.1} s; panics {} (vanisher tasks {}); server errors: {}",
+            r.mix(),
+            r.churn.as_secs_f64(),
+            r.panics,
+            r.vanisher_panics,
+            kinds(&st.counters.errors)
         ),
         "no panic; every teardown finishes (only the 2 streamers left)",
-        panics == 0 && vanisher_panics == 0 && drained && joined,
+        r.panics == 0 && r.vanisher_panics == 0 && r.drained && r.joined && r.warmed,
     ));
     o.row(Row::new(
-        "2 well-behaved clients streaming 160x120 at 30 fps (WS + TCP) meanwhile",
-        format!(
-            "sent {sent}, server received {} (lost {}, corrupt {}, reordered {}); client errors: {}",
-            c.frames_received,
-            c.frames_lost,
-            c.frames_corrupt,
-            c.frames_reordered,
-            if streamer_errors.is_empty() { "none".into() } else { streamer_errors.join("; ") }
-        ),
+        "fixed server: 2 well-behaved clients streaming 160x120 at 30 fps (WS + TCP) meanwhile",
+        r.frames(),
         "every frame intact: received = sent, 0 lost / corrupt / reordered",
-        delivered
-            && sent > 0
-            && c.frames_received == sent
-            && c.frames_lost + c.frames_corrupt + c.frames_reordered == 0
-            && streamer_errors.is_empty(),
+        r.frames_intact(),
     ));
     o.row(Row::new(
-        "after the run",
-        format!(
-            "{} connections, {} slots in use, {} double releases; shutdown {}; tasks left {tasks_left}",
-            st.connections,
-            st.slots_in_use,
-            st.double_releases,
-            if down { "within 10 s" } else { "TIMED OUT" }
-        ),
-        "0 connections, 0 slots, 0 double releases, shutdown within 10 s, 0 tasks left",
-        settled
+        "fixed server: after the run",
+        format!("{}; late callbacks {}", r.after(), st.late_callbacks),
+        "0 connections, 0 slots, 0 double releases, 0 slots handed to a second client, shutdown within 10 \
+         s, 0 tasks left",
+        r.settled
             && st.connections == 0
             && st.slots_in_use == 0
             && st.double_releases == 0
-            && down
-            && tasks_left == 0,
+            && st.slots_shared == 0
+            && st.late_callbacks == 0
+            && r.down
+            && r.tasks_left == 0,
     ));
+}
+
+pub async fn run(opts: &Options) -> Outcome {
+    count_panics();
+    let mut o = Outcome::new(Scenario::TeardownRace);
+    if opts.target.is_some() {
+        o.note("--target ignored: the checks read the server's own state (slots, tasks, panics)");
+    }
+    let n: u64 = if opts.quick { 100 } else { 1000 };
+    o.figure("clients", n);
+    o.note(format!("seed {} (rerun with --seed {})", opts.seed, opts.seed));
+    for stale_callback in [true, false] {
+        let side = if stale_callback { "stale_callback" } else { "fixed" };
+        match run_side(opts, n, stale_callback).await {
+            Ok(r) => {
+                r.figures(&mut o, side);
+                if stale_callback {
+                    for (k, v) in &r.by_kind {
+                        o.figure(&format!("vanish.{}", k.name()), *v);
+                    }
+                    broken_row(&mut o, &r, opts.seed);
+                } else {
+                    fixed_rows(&mut o, &r, opts.seed);
+                }
+            }
+            Err(e) => o.row(Row::error(format!("{side} server"), e)),
+        }
+    }
     o
 }

@@ -77,12 +77,37 @@ async fn reassembly_timeout_drops_slow_fragments_only_at_100ms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn teardown_race_leaves_nothing_behind() {
+async fn teardown_race_stale_callback_shares_slots_and_the_fixed_server_leaves_nothing_behind() {
     let o = quick(Scenario::TeardownRace).await;
     assert_passed(&o);
-    assert_eq!(o.figures["teardown-race.panics"], 0);
-    assert_eq!(o.figures["teardown-race.tasks_left"], 0);
     assert_eq!(o.figures["teardown-race.clients"], 100);
+    // Broken side (`--fault stale-callback`): its row reproduces the race.
+    let broken: Vec<_> = o.rows.iter().filter(|r| r.config.starts_with("fault stale-callback")).collect();
+    assert_eq!(broken.len(), 1, "{:?}", o.rows);
+    assert!(broken[0].ok, "{broken:?}");
+    let f = |name: &str| o.figures[&format!("teardown-race.{name}")];
+    assert!(f("stale_callback.late_callbacks") > 0);
+    assert!(f("stale_callback.slots_shared") > 0);
+    assert!(f("stale_callback.double_releases") > 0);
+    assert_eq!(f("stale_callback.streamer_slots_lost"), 1, "the streamer on the warm-up client's slot");
+    // Fixed side: every invariant holds.
+    let fixed: Vec<_> = o.rows.iter().filter(|r| r.config.starts_with("fixed server")).collect();
+    assert_eq!(fixed.len(), 3, "{:?}", o.rows);
+    assert!(fixed.iter().all(|r| r.ok), "{fixed:?}");
+    for name in [
+        "panics",
+        "tasks_left",
+        "slots_in_use_after",
+        "double_releases",
+        "slots_shared",
+        "late_callbacks",
+        "streamer_slots_lost",
+        "frames_lost_corrupt_reordered",
+    ] {
+        assert_eq!(f(&format!("fixed.{name}")), 0, "fixed.{name}");
+    }
+    assert!(f("fixed.server_frames_received") > 0);
+    assert_eq!(f("fixed.server_frames_received"), f("fixed.streamer_frames_sent"));
 }
 
 fn temp_dir(name: &str) -> PathBuf {
