@@ -163,6 +163,18 @@ impl Shared {
         };
         let t = packet.packet_type;
         lock(&self.report).counters.count_rx(t, 0);
+        // This client plays no audio, like the native client's default (`--audio` off), which drops 4000 and
+        // 4001 before parsing them. The real FEB server (4e18ed310) sends every client 4001 packets whose
+        // payload is one bare Opus frame (often 3 bytes of silence) instead of the 16-byte batch layout of
+        // ACIP-SPEC.md 3.11: counted as a drop so it stays visible without failing the session.
+        if matches!(t, PacketType::AUDIO_BATCH | PacketType::AUDIO_OPUS_BATCH) {
+            let reason = match Payload::decode_with_limits(&packet, self.dialect, &self.limits) {
+                Ok(_) => "audio_not_played",
+                Err(_) => "audio_not_a_batch",
+            };
+            lock(&self.report).counters.count_drop(reason);
+            return;
+        }
         let payload = match Payload::decode_with_limits(&packet, self.dialect, &self.limits) {
             Ok(p) => p,
             Err(e) => {

@@ -31,6 +31,9 @@ pub struct PeerConfig {
     pub corrupt_ascii: bool,
     /// Answer CLIENT_CAPABILITIES with a 31-byte SERVER_STATE (the client requires 32, 3.14).
     pub short_server_state: bool,
+    /// After SERVER_STATE, send the audio the real FEB server (4e18ed310) sends every client: a 4001 whose
+    /// payload is one bare 3-byte Opus frame, then a well-formed one-frame AUDIO_OPUS_BATCH (3.11).
+    pub feb_audio: bool,
 }
 
 impl PeerConfig {
@@ -43,6 +46,7 @@ impl PeerConfig {
             close_after_frames: None,
             corrupt_ascii: false,
             short_server_state: false,
+            feb_audio: false,
         }
     }
 }
@@ -275,6 +279,23 @@ async fn serve(s: TcpStream, ctx: &Ctx) -> Result<(), String> {
                     ServerState::new(1, 1).to_packet()
                 };
                 send(&mut conn, &mut session, state).await?;
+                if cfg.feb_audio {
+                    // A bare Opus silence frame, as src/server/render.c queues it.
+                    send(
+                        &mut conn,
+                        &mut session,
+                        Packet::new(PacketType::AUDIO_OPUS_BATCH, vec![0xf8, 0xff, 0xfe]),
+                    )
+                    .await?;
+                    // 48 kHz, 20 ms, one frame, reserved 0, its u16 size, the frame.
+                    let mut batch = Vec::new();
+                    for v in [48_000u32, 20, 1, 0] {
+                        batch.extend_from_slice(&v.to_be_bytes());
+                    }
+                    batch.extend_from_slice(&3u16.to_be_bytes());
+                    batch.extend_from_slice(&[0xf8, 0xff, 0xfe]);
+                    send(&mut conn, &mut session, Packet::new(PacketType::AUDIO_OPUS_BATCH, batch)).await?;
+                }
             }
             PacketType::STREAM_START => ctx.update(|s| s.stream_starts += 1),
             PacketType::PING => {
