@@ -544,11 +544,24 @@ fn title(args: &Args) -> String {
     )
 }
 
+/// The transport the clients really use: with `--target` the URL scheme decides and `--transport` is
+/// ignored, so recording the flag would label a `tcp://` run "ws" (and `report compare` compares it).
+fn transport_name(args: &Args) -> String {
+    match &args.target {
+        Some(url) => match url.parse::<Target>() {
+            Ok(Target::Tcp(_)) => "tcp".into(),
+            Ok(Target::Ws { .. }) => "ws".into(),
+            Err(_) => "unknown".into(),
+        },
+        None => format!("{:?}", args.transport).to_lowercase(),
+    }
+}
+
 fn settings(args: &Args, seed: u64) -> BTreeMap<String, String> {
     let mut s = BTreeMap::new();
     s.insert("clients".into(), args.clients.to_string());
     s.insert("duration".into(), format!("{:?}", args.duration));
-    s.insert("transport".into(), format!("{:?}", args.transport).to_lowercase());
+    s.insert("transport".into(), transport_name(args));
     s.insert("dialect".into(), format!("{:?}", args.dialect).to_lowercase());
     s.insert("encrypt".into(), args.encrypt.to_string());
     s.insert("frame".into(), format!("{}x{}", args.frame.0, args.frame.1));
@@ -769,5 +782,36 @@ impl ClientJob {
             reports.push(c.close().await);
         }
         reports
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(argv: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("soak").chain(argv.iter().copied())).unwrap().args
+    }
+
+    #[test]
+    fn settings_record_the_transport_of_the_target_url() {
+        // Seen against the real server: `--target tcp://...` was reported as transport "ws" (the default
+        // of the ignored --transport flag).
+        assert_eq!(settings(&args(&["--target", "tcp://127.0.0.1:27224"]), 1)["transport"], "tcp");
+        assert_eq!(
+            settings(&args(&["--target", "tcp://127.0.0.1:27224", "--transport", "ws"]), 1)["transport"],
+            "tcp"
+        );
+        assert_eq!(settings(&args(&["--target", "ws://127.0.0.1:27226"]), 1)["transport"], "ws");
+        assert_eq!(settings(&args(&["--transport", "tcp"]), 1)["transport"], "tcp");
+        assert_eq!(settings(&args(&[]), 1)["transport"], "ws");
     }
 }
