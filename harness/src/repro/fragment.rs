@@ -199,6 +199,17 @@ async fn sigabrt_message(o: &mut Outcome, seed: u64) {
     }
 }
 
+/// What the wire showed of one streaming probe against `--target`. A send that failed before the last frame
+/// means the connection ended (against the real FEB server: it crashed), which is not "kept open".
+fn target_stream_outcome(sent: u64, frames: u64, close: Option<&reference_client::CloseInfo>) -> String {
+    let end = match close {
+        Some(c) => format!("close {} {:?}", c.code.map_or("-".into(), |c| c.to_string()), c.reason),
+        None if sent < frames => format!("sending failed after {sent} of {frames} frames: connection lost"),
+        None => "connection kept open".into(),
+    };
+    format!("{sent} frames sent; {end}")
+}
+
 /// `--target`: the same probes against another server. The verdict reports what it did; a server that
 /// keeps a connection open after an interleaving (or hangs) fails.
 async fn against_target(mut o: Outcome, url: &str, frames: u64, seed: u64) -> Outcome {
@@ -220,16 +231,14 @@ async fn against_target(mut o: Outcome, url: &str, frames: u64, seed: u64) -> Ou
         let cfg = ClientConfig { encrypt: true, ..cfg };
         match stream(&cfg, frames, None).await {
             Ok((sent, close)) => {
-                let what = close.as_ref().map_or("connection kept open".into(), |c| {
-                    format!("close {} {:?}", c.code.map_or("-".into(), |c| c.to_string()), c.reason)
-                });
+                let what = target_stream_outcome(sent, frames, close.as_ref());
                 let ok = if concurrent { close.is_some() } else { sent == frames };
                 let expected = if concurrent {
                     "the server rejects the interleaving (closes)"
                 } else {
                     "every frame accepted"
                 };
-                o.row(Row::new(config, format!("{sent} frames sent; {what}"), expected, ok));
+                o.row(Row::new(config, what, expected, ok));
             }
             Err(e) => o.row(Row::error(config, e)),
         }
@@ -247,4 +256,23 @@ async fn against_target(mut o: Outcome, url: &str, frames: u64, seed: u64) -> Ou
         Err(e) => o.row(Row::error("target: the 087fa71 4096-byte FIN=1 message", e)),
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use reference_client::CloseInfo;
+
+    use super::target_stream_outcome;
+
+    #[test]
+    fn a_stream_cut_short_is_not_reported_as_kept_open() {
+        // Against the real FEB server the one-writer probe stopped after 62 of 100 frames (the server had
+        // crashed) and the row read "connection kept open".
+        let cut = target_stream_outcome(62, 100, None);
+        assert!(!cut.contains("kept open"), "{cut}");
+        assert!(cut.contains("sending failed after 62 of 100 frames"), "{cut}");
+        assert_eq!(target_stream_outcome(100, 100, None), "100 frames sent; connection kept open");
+        let close = CloseInfo { code: Some(1002), reason: "bad cont".into(), by_client: false };
+        assert_eq!(target_stream_outcome(2, 100, Some(&close)), "2 frames sent; close 1002 \"bad cont\"");
+    }
 }
