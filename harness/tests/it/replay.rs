@@ -155,6 +155,27 @@ fn ws_plaintext_shows_the_key_exchange_to_a_plaintext_client_and_1006() {
     assert!(f.server_to_client.tcp.zero_windows > 0);
 }
 
+/// Our reference client against the real FEB server (4e18ed310), captured here: every packet of both sides
+/// decodes with valid CRCs and payloads, the only anomalies being the real server's own.
+#[test]
+fn reference_client_and_the_real_server_understand_each_other() {
+    let d = dissect_file(&repo().join("corpus/captures/interop_refclient_vs_real4e18ed310_ws.pcap"));
+    assert_eq!(d.flows.len(), 1);
+    let f = &d.flows[0];
+    assert_eq!((f.transport, f.dialect), (Transport::WebSocket, acip::Dialect::Feb));
+    let up = &f.client_to_server.by_type;
+    assert_eq!(up["CLIENT_CAPABILITIES(5000)"].min_len, 160);
+    assert_eq!(up["IMAGE_FRAME(3001)"].count, 3);
+    let down = &f.server_to_client.by_type;
+    assert_eq!(down["ASCII_FRAME(3000)"].count, 6);
+    assert_eq!(down["SERVER_STATE(5008)"].count, 4);
+    for kind in [AnomalyKind::CrcMismatch, AnomalyKind::InvalidPayload, AnomalyKind::UnknownType] {
+        assert!(anomalies(f, kind).is_empty(), "{kind:?}: {:?}", anomalies(f, kind));
+    }
+    assert_eq!(anomalies(f, AnomalyKind::HandshakeMismatch).len(), 1);
+    assert_eq!(f.client_to_server.ws.as_ref().expect("WebSocket statistics").masked, 5);
+}
+
 #[test]
 fn cut_capture_reports_the_truncated_packet() {
     let d = dissect_file(&repo().join("corpus/captures/tcp_plaintext.pcap"));
