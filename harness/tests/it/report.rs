@@ -226,3 +226,84 @@ fn render_reproduces_the_same_files_from_report_json() {
 fn summary_markdown_snapshot() {
     insta::assert_snapshot!("crafted_summary_md", report::markdown::render(&crafted(1.0)));
 }
+
+/// Reads an interval log with the Python `hdrh` package (an independent port of the reference
+/// HdrHistogram) and prints, per tag, the merged count and every recorded bucket as JSON.
+const HDRH_READER: &str = r#"
+import json, sys
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+reader = HistogramLogReader(sys.argv[1], HdrHistogram(1, 3600 * 10**6, 3))
+tags = {}
+while True:
+    h = reader.get_next_interval_histogram()
+    if h is None:
+        break
+    tag = h.get_tag()
+    if tag not in tags:
+        tags[tag] = HdrHistogram(1, 3600 * 10**6, 3)
+    tags[tag].add(h)
+out = {}
+for tag, h in tags.items():
+    buckets = [[i.value_iterated_to, i.count_at_value_iterated_to] for i in h.get_recorded_iterator()]
+    out[tag] = {"count": h.get_total_count(), "buckets": buckets}
+print(json.dumps(out))
+"#;
+
+/// The committed baseline's `stages.hlog`, decoded by another implementation than ours, holds exactly
+/// the histograms whose percentiles `report.json` states: every stage's count, p50, p90, p99 and max.
+/// Skipped (with the reason printed) where python3 or its `hdrhistogram` package is missing; `.ci/run`
+/// installs it.
+#[test]
+fn baseline_hlog_is_read_by_an_independent_hdrhistogram_implementation() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/baseline/soak-ws-16");
+    let out = match Command::new("python3").arg("-c").arg(HDRH_READER).arg(dir.join("stages.hlog")).output() {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!("skipped: python3 hdrh reader failed: {}", String::from_utf8_lossy(&o.stderr));
+            return;
+        }
+        Err(e) => {
+            eprintln!("skipped: no python3 ({e})");
+            return;
+        }
+    };
+    let decoded: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("the reader prints JSON");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for stage in report["stages"].as_array().expect("stages") {
+        let h = &stage["histogram"];
+        if h.is_null() {
+            continue;
+        }
+        let name = stage["name"].as_str().unwrap();
+        let tag = decoded.get(name).unwrap_or_else(|| panic!("stage {name} is not in stages.hlog"));
+        let count = tag["count"].as_u64().unwrap();
+        assert_eq!(count, h["count"].as_u64().unwrap(), "{name}: count");
+        let buckets: Vec<(u64, u64)> = tag["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b[0].as_u64().unwrap(), b[1].as_u64().unwrap()))
+            .collect();
+        // The value at rank ceil(q * count), the rule of the report (and of the Rust hdrhistogram crate).
+        let at = |q: f64| {
+            let rank = ((q * count as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            buckets.iter().find(|(_, n)| {
+                seen += n;
+                seen >= rank
+            })
+        };
+        let p = &h["percentiles_us"];
+        for (key, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
+            let ours = p[key].as_u64().unwrap();
+            let theirs = at(q).expect("a bucket at every rank").0;
+            assert_eq!(theirs, ours, "{name} {key}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} stages checked");
+}
