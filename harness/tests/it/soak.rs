@@ -173,3 +173,58 @@ fn external_target_reports_server_stages_absent() {
     rt.block_on(server.shutdown());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_server_that_stops_reading_fails_the_soak_instead_of_hanging_it() {
+    // Seen against the real HEAD server (73fe49337): it rejected the plaintext clients' CLIENT_CAPABILITIES
+    // but kept their sockets open without reading them, the clients blocked in a frame write forever and
+    // `harness soak` never ended. Here a listener that accepts and never reads (small receive buffer).
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        s.listen(16).unwrap()
+    });
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let _silent = rt.spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            kept.push(stream);
+        }
+    });
+
+    let dir = temp_dir("silent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stderr_path = dir.join("stderr.txt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["soak", "--clients", "2", "--frame", "640x480", "--fps", "30", "--duration", "1s"])
+        .args(["--seed", "5", "--quiet", "--target", &url, "--out"])
+        .arg(dir.join("report"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("run harness soak");
+    // A bound on a hang, not a synchronisation: the soak itself takes about 1 s + its 10.5 s drain limit.
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(19);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "harness soak still running 19 s after a 1 s soak: it hangs on a server that stops reading"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!status.success(), "stderr:\n{stderr}");
+    let (_, r) = report::read(&dir.join("report")).unwrap();
+    assert!(!r.verdict.passed);
+    assert_eq!(r.errors.get("client_stuck"), Some(&2), "errors: {:?}", r.errors);
+    assert!(stderr.contains("client_stuck"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
