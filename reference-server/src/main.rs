@@ -128,15 +128,19 @@ fn config(args: Args) -> Result<ServerConfig, ServerError> {
 }
 
 async fn run(args: Args) -> Result<(), ServerError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed before READY: a supervisor may send SIGTERM the moment it reads the line, and a signal
+    // arriving before its handler would kill the process instead of shutting it down cleanly.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let server = reference_server::start(config(args)?).await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", server.ready_line())?;
         out.flush()?;
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     server.shutdown().await;

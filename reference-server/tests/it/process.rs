@@ -63,6 +63,19 @@ async fn ready_is_printed_once_both_listeners_accept() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A supervisor may send SIGTERM the instant it reads READY: the handlers are in place by then, so every
+/// such stop is a clean shutdown (exit 0), never a death by the signal. (When they were installed just
+/// after READY, the window was microseconds wide: this loop caught it only on a loaded machine, as did
+/// `ready_is_printed_once_both_listeners_accept` once, with exit -1.)
+#[tokio::test]
+async fn sigterm_right_on_ready_is_a_clean_shutdown() {
+    for round in 0..10 {
+        let mut child = spawn(&["--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"]);
+        ready(&mut child).await;
+        assert_eq!(terminate(child).await, 0, "round {round}: killed by SIGTERM instead of shutting down");
+    }
+}
+
 #[tokio::test]
 async fn early_ready_fault_lets_a_client_connecting_on_ready_fail() {
     let mut child = spawn(&["--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--fault", "early-ready"]);
