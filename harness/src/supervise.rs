@@ -30,7 +30,7 @@ pub mod report;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -264,15 +264,6 @@ impl Drop for GroupGuard {
     }
 }
 
-fn default_out_dir() -> PathBuf {
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Path::new("target/harness/supervise").join(format!(
-        "{}-{}",
-        report::compact_timestamp(secs),
-        std::process::id()
-    ))
-}
-
 /// Runs the child to its end and writes the report if it crashed.
 pub async fn supervise(args: &Args) -> crate::Result<Run> {
     let (program, rest) =
@@ -285,7 +276,10 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
             "--maps-interval must be at least {MIN_MAPS_INTERVAL_MS} ms"
         )));
     }
-    let out_dir = args.out.clone().unwrap_or_else(default_out_dir);
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::cli::default_out_dir("supervise", Some(&std::process::id().to_string())));
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| crate::Error::io(format!("creating {}", out_dir.display()), e))?;
     let create = |name: &str| {
@@ -450,7 +444,7 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     let report = CrashReport {
         command: command_shown,
         pid,
-        started_at: report::rfc3339(started_wall),
+        started_at: acip::cli::rfc3339(started_wall),
         duration_ms,
         exit: exit.clone(),
         forwarded_signals: forwarded,

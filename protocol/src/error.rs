@@ -46,6 +46,7 @@ impl Error {
         let (ws_close_code, error_code) = match self {
             Error::Codec(CodecError::PacketTooLarge { .. }) => (1009, 44),
             Error::Reassembly(ReassemblyError::MessageTooLarge { .. }) => (1009, 44),
+            Error::Frame(FrameError::NotUtf8(_)) => (1007, 44),
             Error::Codec(_) | Error::Frame(_) | Error::Reassembly(_) => (1002, 44),
             Error::Handshake(_) => (1008, 62),
             Error::Crypto(_) => (1008, 60),

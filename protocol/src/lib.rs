@@ -12,6 +12,7 @@
 //!   slots::SlotPool: reserve / activate / drain / release, each release exactly once
 //! ```
 
+pub mod cli;
 pub mod codec;
 pub mod crc;
 pub mod crypto;
@@ -27,4 +28,5 @@ pub mod pattern;
 pub mod stats;
 
 pub use codec::{Dialect, Header, Limits, Packet, PacketType};
+pub use crypto::Transport;
 pub use error::{Error, Result};

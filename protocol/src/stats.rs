@@ -103,6 +103,45 @@ impl std::fmt::Display for Stage {
     }
 }
 
+/// One row of the soak report's stage table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageRow {
+    /// The name reports use (`report.json`, `stages.hlog`, summaries).
+    pub name: &'static str,
+    /// Who measures it: `client`, `server`, `end_to_end` or `baseline`.
+    pub side: &'static str,
+    pub description: &'static str,
+    /// The server-side [`Stage`] this row is fed from, when the server measures it. The client's view of
+    /// the same [`Stage`] keeps the plain name (`ascii_interval`); the server's gets its own row.
+    pub server: Option<Stage>,
+}
+
+/// The one stage-name table: what a soak report lists, in order.
+pub const REPORT_STAGES: &[StageRow] = &[
+    StageRow { name: "end_to_end", side: "end_to_end", description: "intended send time (embedded in the frame) to the server's handler: coordinated-omission corrected", server: Some(Stage::EndToEnd) },
+    StageRow { name: "send_lag", side: "client", description: "intended send time to the moment the client started building the frame (the scheduler's lateness)", server: None },
+    StageRow { name: "client_build", side: "client", description: "building one IMAGE_FRAME: test pattern, header, CRC", server: None },
+    StageRow { name: "client_encrypt", side: "client", description: "encrypting one IMAGE_FRAME (encrypted sessions only)", server: None },
+    StageRow { name: "client_write_flush", side: "client", description: "writing one IMAGE_FRAME to the socket and flushing it", server: None },
+    StageRow { name: "server_assembly", side: "server", description: "first byte or WebSocket fragment of a packet to its last", server: Some(Stage::ServerAssembly) },
+    StageRow { name: "fragment_gap", side: "server", description: "gap between consecutive WebSocket fragments of one message", server: Some(Stage::FragmentGap) },
+    StageRow { name: "server_queue_wait", side: "server", description: "time a decoded packet waited in the connection's receive queue", server: Some(Stage::ServerQueueWait) },
+    StageRow { name: "server_decrypt", side: "server", description: "decrypting one packet", server: Some(Stage::ServerDecrypt) },
+    StageRow { name: "server_handler", side: "server", description: "handling one packet (validation, storing the frame)", server: Some(Stage::ServerHandler) },
+    StageRow { name: "server_render", side: "server", description: "rendering one ASCII_FRAME for one client", server: Some(Stage::ServerRender) },
+    StageRow { name: "server_write", side: "server", description: "an outbound packet's wait in the writer queue plus its write", server: Some(Stage::ServerWrite) },
+    StageRow { name: "ascii_interval", side: "client", description: "interval between consecutive ASCII_FRAMEs received by one client", server: None },
+    StageRow { name: "server_ascii_interval", side: "server", description: "interval between consecutive ASCII_FRAMEs sent to one client", server: Some(Stage::AsciiInterval) },
+    StageRow { name: "ping_rtt", side: "client", description: "PING to PONG round trip", server: None },
+    StageRow { name: "handshake", side: "client", description: "connect to session ready (transport, crypto handshake, capabilities)", server: None },
+    StageRow { name: "raw_tcp_end_to_end", side: "baseline", description: "raw-TCP baseline: intended send time to the last byte received", server: None },
+];
+
+/// The report's name for a server-side [`Stage`], if the report lists it.
+pub fn report_stage_of_server(s: Stage) -> Option<&'static str> {
+    REPORT_STAGES.iter().find(|r| r.server == Some(s)).map(|r| r.name)
+}
+
 /// One histogram per stage, created when the stage is first recorded.
 #[derive(Debug, Clone, Default)]
 pub struct StageHistograms {
@@ -296,6 +335,21 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stage_table_names_each_stage_once() {
+        let mut names: Vec<&str> = REPORT_STAGES.iter().map(|r| r.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "a report stage name appears twice");
+        for s in Stage::ALL {
+            assert!(REPORT_STAGES.iter().filter(|r| r.server == Some(*s)).count() <= 1, "{s} feeds two rows");
+        }
+        assert_eq!(report_stage_of_server(Stage::AsciiInterval), Some("server_ascii_interval"));
+        assert_eq!(report_stage_of_server(Stage::EndToEnd), Some("end_to_end"));
+        assert_eq!(report_stage_of_server(Stage::PingRtt), None);
+    }
 
     #[test]
     fn stage_names_match_serde() {

@@ -32,12 +32,9 @@ pub use client::{run, run_until, Client, Credentials};
 pub use error::{ClientError, Result, EXIT_VALIDATION};
 pub use report::{ClientEvent, ClientObserver, ClientReport, CloseInfo};
 
-/// Default TCP port of ascii-chat (ACIP-SPEC.md 6.3).
-pub const DEFAULT_TCP_PORT: u16 = 27224;
-/// Default WebSocket port of ascii-chat (ACIP-SPEC.md 6.3).
-pub const DEFAULT_WS_PORT: u16 = 27226;
+pub use acip::cli::{TargetUrl, DEFAULT_TCP_PORT, DEFAULT_WS_PORT};
 
-/// Where to connect.
+/// Where to connect: a [`TargetUrl`] resolved to the socket address to dial.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// Raw TCP (ACIP-SPEC.md 6.1).
@@ -56,6 +53,20 @@ impl Target {
         Target::Ws { addr, url: format!("ws://{addr}/") }
     }
 
+    /// Resolves a URL (blocking, once): the first address the resolver gives.
+    pub fn resolve(url: &TargetUrl) -> Result<Self> {
+        let authority = url.authority();
+        let addr = authority
+            .to_socket_addrs()
+            .map_err(|e| ClientError::Config(format!("cannot resolve {authority:?}: {e}")))?
+            .next()
+            .ok_or_else(|| ClientError::Config(format!("{authority:?} resolves to no address")))?;
+        Ok(match url.transport {
+            acip::Transport::WebSocket => Target::Ws { addr, url: url.to_string() },
+            acip::Transport::Tcp => Target::Tcp(addr),
+        })
+    }
+
     pub fn addr(&self) -> SocketAddr {
         match self {
             Target::Tcp(a) | Target::Ws { addr: a, .. } => *a,
@@ -64,6 +75,36 @@ impl Target {
 
     pub fn is_ws(&self) -> bool {
         matches!(self, Target::Ws { .. })
+    }
+
+    pub fn transport(&self) -> acip::Transport {
+        if self.is_ws() {
+            acip::Transport::WebSocket
+        } else {
+            acip::Transport::Tcp
+        }
+    }
+
+    /// `HOST:PORT` as written in the URL (the `Host` header of the upgrade request), or the TCP address.
+    pub fn host(&self) -> String {
+        match self {
+            Target::Tcp(a) => a.to_string(),
+            Target::Ws { url, .. } => {
+                let rest = url.strip_prefix("ws://").unwrap_or(url);
+                rest.split('/').next().unwrap_or(rest).to_string()
+            }
+        }
+    }
+
+    /// Path of the upgrade request (`/` for TCP).
+    pub fn path(&self) -> &str {
+        match self {
+            Target::Tcp(_) => "/",
+            Target::Ws { url, .. } => {
+                let rest = url.strip_prefix("ws://").unwrap_or(url);
+                rest.find('/').map_or("/", |i| &rest[i..])
+            }
+        }
     }
 }
 
@@ -79,43 +120,10 @@ impl std::fmt::Display for Target {
 impl std::str::FromStr for Target {
     type Err = ClientError;
 
-    /// `tcp://host:port`, `ws://host[:port][/path]` or a bare `host:port` (TCP). The host is resolved here
-    /// (blocking, once); a missing port is the ascii-chat default for the scheme.
+    /// `tcp://host:port`, `ws://host[:port][/path]` or a bare `host:port` (TCP), as [`TargetUrl`] reads
+    /// them; the host is resolved here (blocking, once).
     fn from_str(s: &str) -> Result<Self> {
-        let (ws, rest) = if let Some(r) = s.strip_prefix("ws://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("tcp://") {
-            (false, r)
-        } else if s.contains("://") {
-            return Err(ClientError::Config(format!(
-                "unsupported URL scheme in {s:?} (use tcp:// or ws://)"
-            )));
-        } else {
-            (false, s)
-        };
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.is_empty() {
-            return Err(ClientError::Config(format!("no host in {s:?}")));
-        }
-        let default_port = if ws { DEFAULT_WS_PORT } else { DEFAULT_TCP_PORT };
-        // "[::1]:27226", "[::1]", "host:1", "host"
-        let has_port = match authority.rfind(']') {
-            Some(close) => authority[close..].contains(':'),
-            None => authority.matches(':').count() == 1,
-        };
-        let with_port = if has_port { authority.to_string() } else { format!("{authority}:{default_port}") };
-        let addr = with_port
-            .to_socket_addrs()
-            .map_err(|e| ClientError::Config(format!("cannot resolve {with_port:?}: {e}")))?
-            .next()
-            .ok_or_else(|| ClientError::Config(format!("{with_port:?} resolves to no address")))?;
-        Ok(if ws {
-            let path = &rest[authority.len()..];
-            let path = if path.is_empty() { "/" } else { path };
-            Target::Ws { addr, url: format!("ws://{with_port}{path}") }
-        } else {
-            Target::Tcp(addr)
-        })
+        Target::resolve(&s.parse::<TargetUrl>().map_err(ClientError::Config)?)
     }
 }
 
@@ -286,6 +294,7 @@ mod tests {
         let t: Target = "ws://[::1]:9/x".parse().unwrap();
         assert_eq!(t, Target::Ws { addr: "[::1]:9".parse().unwrap(), url: "ws://[::1]:9/x".into() });
         assert_eq!(t.to_string(), "ws://[::1]:9/x");
+        assert_eq!((t.host().as_str(), t.path()), ("[::1]:9", "/x"));
         for bad in ["wss://127.0.0.1", "tcp://", "http://x:1"] {
             assert!(matches!(bad.parse::<Target>(), Err(ClientError::Config(_))), "{bad}");
         }

@@ -43,7 +43,7 @@ struct Args {
     #[arg(long, conflicts_with = "duration")]
     frames: Option<u64>,
     /// Stop after this long (e.g. 500ms, 10s, 2m)
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = acip::cli::parse_duration)]
     duration: Option<Duration>,
     /// WebSocket: send each packet as a BINARY frame then CONTINUATION frames of N bytes
     #[arg(long)]
@@ -64,13 +64,13 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     tag: u32,
     /// Keep receiving this long after the last frame
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = acip::cli::parse_duration)]
     linger: Option<Duration>,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
     /// Instead of a session: measure raw TCP on loopback moving 921,646-byte records for this long
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = acip::cli::parse_duration)]
     bench_raw_tcp: Option<Duration>,
 }
 
@@ -78,18 +78,6 @@ fn parse_size(s: &str) -> Result<(u16, u16), String> {
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("{s:?} is not WxH"))?;
     let n = |v: &str| v.parse::<u16>().map_err(|e| format!("{v:?}: {e}"));
     Ok((n(w)?, n(h)?))
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let v: f64 = num.parse().map_err(|e| format!("{s:?}: {e}"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "" | "s" => v,
-        "m" => v * 60.0,
-        other => return Err(format!("unknown unit {other:?} (ms, s, m)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn config(args: &Args) -> Result<ClientConfig, ClientError> {

@@ -149,13 +149,7 @@ impl Sink {
                 let _ = w.shutdown().await;
             }
             Sink::Ws { w, .. } => {
-                let mut payload = code.to_be_bytes().to_vec();
-                // A close reason must fit a control frame (125 bytes) and stay valid UTF-8.
-                let mut end = reason.len().min(acip::ws::MAX_CONTROL_PAYLOAD - 2);
-                while !reason.is_char_boundary(end) {
-                    end -= 1;
-                }
-                payload.extend_from_slice(&reason.as_bytes()[..end]);
+                let payload = acip::ws::close_payload(code, reason);
                 let mut out = Vec::new();
                 encode_frame(OpCode::Close, true, None, &payload, &mut out);
                 let _ = w.write_all(&out).await;

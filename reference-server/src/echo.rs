@@ -1,8 +1,14 @@
 //! `--echo`: a plain RFC 6455 echo endpoint on the WebSocket port, no ACIP (issue 4): a transport baseline
 //! and a target for WebSocket conformance tools. Messages (fragmented or not) come back as one frame of the
-//! same opcode; PING gets PONG; CLOSE is answered and ends the connection. Text must be UTF-8 (1007).
+//! same opcode; PING gets PONG; CLOSE is answered and ends the connection. CLOSE frames and TEXT messages are
+//! checked by `acip::ws` (RFC 6455): an invalid close code, a 1-byte close payload or a close reason that is
+//! not UTF-8 fails the connection with 1002; a TEXT message that is not UTF-8 fails it with 1007 at the first
+//! fragment that makes it invalid.
 
-use acip::ws::{encode_frame, FrameDecoder, FrameDecoderConfig, OpCode};
+use acip::ws::{
+    close_code, close_payload, encode_frame, parse_close, FrameDecoder, FrameDecoderConfig, OpCode,
+    Utf8Validator,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -19,19 +25,21 @@ pub(crate) async fn run(mut stream: TcpStream, leftover: Vec<u8>, shared: &Share
     });
     frames.handle_bytes(&leftover);
     let mut message: Option<(OpCode, Vec<u8>)> = None;
+    let mut text = Utf8Validator::new();
     let mut buf = vec![0u8; READ_BUF];
     let mut shutdown = shared.shutdown.clone();
     loop {
         while let Some(f) = frames.poll_frame() {
             let (close, reply) = match f {
-                Err(e) => (true, close_frame(1002, &e.to_string())),
+                Err(e) => (true, close_frame(close_code::PROTOCOL_ERROR, &e.to_string())),
                 Ok(frame) => match frame.opcode {
                     OpCode::Ping => (false, frame_bytes(OpCode::Pong, &frame.payload)),
                     OpCode::Pong => (false, Vec::new()),
-                    OpCode::Close => {
-                        let code = frame.payload.get(..2).map_or(1000, |c| u16::from_be_bytes([c[0], c[1]]));
-                        (true, close_frame(code, ""))
-                    }
+                    OpCode::Close => match parse_close(&frame.payload) {
+                        // Echo the peer's code; an empty CLOSE is answered with 1000 (7.1.5: 1005 is never sent).
+                        Ok(c) => (true, close_frame(c.code.unwrap_or(close_code::NORMAL), "")),
+                        Err(e) => (true, close_frame(close_code::PROTOCOL_ERROR, &e.to_string())),
+                    },
                     OpCode::Text | OpCode::Binary if message.is_some() => {
                         (true, close_frame(1002, "data frame before the previous message's FIN"))
                     }
@@ -43,13 +51,18 @@ pub(crate) async fn run(mut stream: TcpStream, leftover: Vec<u8>, shared: &Share
                         let (opcode, mut data) =
                             message.take().unwrap_or((op, Vec::with_capacity(frame.payload.len())));
                         data.extend_from_slice(&frame.payload);
+                        let utf8 = if opcode == OpCode::Text {
+                            text.push(&frame.payload, frame.fin)
+                        } else {
+                            Ok(())
+                        };
                         if data.len() > limits.max_ws_message {
-                            (true, close_frame(1009, "message too large"))
+                            (true, close_frame(close_code::TOO_BIG, "message too large"))
+                        } else if let Err(e) = utf8 {
+                            (true, close_frame(close_code::INVALID_PAYLOAD, &e.to_string()))
                         } else if !frame.fin {
                             message = Some((opcode, data));
                             (false, Vec::new())
-                        } else if opcode == OpCode::Text && std::str::from_utf8(&data).is_err() {
-                            (true, close_frame(1007, "text message is not UTF-8"))
                         } else {
                             (false, frame_bytes(opcode, &data))
                         }
@@ -70,7 +83,7 @@ pub(crate) async fn run(mut stream: TcpStream, leftover: Vec<u8>, shared: &Share
                 Ok(n) => n,
             },
             _ = crate::hub::until_true(&mut shutdown) => {
-                let _ = stream.write_all(&close_frame(1001, "server shutting down")).await;
+                let _ = stream.write_all(&close_frame(close_code::GOING_AWAY, "server shutting down")).await;
                 return;
             }
         };
@@ -85,11 +98,5 @@ fn frame_bytes(op: OpCode, payload: &[u8]) -> Vec<u8> {
 }
 
 fn close_frame(code: u16, reason: &str) -> Vec<u8> {
-    let mut p = code.to_be_bytes().to_vec();
-    let mut end = reason.len().min(acip::ws::MAX_CONTROL_PAYLOAD - 2);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    p.extend_from_slice(&reason.as_bytes()[..end]);
-    frame_bytes(OpCode::Close, &p)
+    frame_bytes(OpCode::Close, &close_payload(code, reason))
 }

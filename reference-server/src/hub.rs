@@ -23,13 +23,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Which listener a connection came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Tcp,
-    Ws,
-}
+/// Which listener a connection came in on: the workspace's one transport enum.
+pub use acip::Transport;
 
 /// Per-connection timings and counters.
 #[derive(Debug, Default)]

@@ -107,13 +107,13 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let crypto = crypto::ServerCrypto::new(&config)?;
     let reuse = !config.faults.no_reuseaddr;
     let mut bound = Vec::new();
-    for (addr, transport) in [(config.tcp, Transport::Tcp), (config.ws, Transport::Ws)] {
+    for (addr, transport) in [(config.tcp, Transport::Tcp), (config.ws, Transport::WebSocket)] {
         if let Some(addr) = addr {
             bound.push((listen::bind(addr, reuse, config.v6only, config.bind_retries).await?, transport));
         }
     }
     let addr_of = |t: Transport| bound.iter().find(|(_, bt)| *bt == t).map(|(b, _)| b.local);
-    let (tcp_addr, ws_addr) = (addr_of(Transport::Tcp), addr_of(Transport::Ws));
+    let (tcp_addr, ws_addr) = (addr_of(Transport::Tcp), addr_of(Transport::WebSocket));
     let ready_line = ready_line(tcp_addr, ws_addr);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let early = config.faults.early_ready;

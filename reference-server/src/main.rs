@@ -43,10 +43,10 @@ struct Args {
     #[arg(long, default_value_t = reference_server::DEFAULT_MAX_CLIENTS)]
     max_clients: usize,
     /// Drop a silent peer after this long (TCP and WebSocket), e.g. 1s, 500ms.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = acip::cli::parse_duration)]
     idle_timeout: Option<Duration>,
     /// FEB WebSocket reassembly timeout, e.g. 100ms (the old value) or 2s (the fix, default).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = acip::cli::parse_duration)]
     reassembly_timeout: Option<Duration>,
     /// Split outbound WebSocket messages into frames of this many bytes (the FEB server used 262144).
     #[arg(long)]
@@ -69,22 +69,6 @@ struct Args {
     /// Seed of the handshake RNGs (default: from the OS).
     #[arg(long)]
     seed: Option<u64>,
-}
-
-/// Parses `250ms`, `2s`, `1.5s`, `1m`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
-    let v: f64 = num.trim().parse().map_err(|_| format!("bad duration {s:?} (e.g. 100ms, 2s)"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" => v * 60.0,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s or m)")),
-    };
-    if !(0.0..=86_400.0).contains(&secs) {
-        return Err(format!("duration {s:?} out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_addr(s: &str) -> Result<Option<SocketAddr>, ServerError> {
@@ -162,18 +146,5 @@ fn main() -> ExitCode {
             eprintln!("reference-server: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("fast").is_err());
     }
 }

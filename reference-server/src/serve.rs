@@ -93,7 +93,7 @@ pub(crate) async fn accept_loop(
                     let (shared, crypto) = (shared.clone(), crypto.clone());
                     match transport {
                         Transport::Tcp => conns.spawn(serve_tcp(shared, crypto, stream, peer)),
-                        Transport::Ws => conns.spawn(crate::ws::serve_ws(shared, crypto, stream, peer)),
+                        Transport::WebSocket => conns.spawn(crate::ws::serve_ws(shared, crypto, stream, peer)),
                     };
                 }
                 Err(e) => {
@@ -196,7 +196,7 @@ impl ConnTasks {
         }
         drop(outbox);
         join_or_abort(writer).await;
-        if conn.transport == Transport::Ws && shared.config.faults.slot_leak {
+        if conn.transport == Transport::WebSocket && shared.config.faults.slot_leak {
             lease.leak();
         } else if !lease.release() {
             conn.count_error("double_release");

@@ -134,7 +134,7 @@ impl SessionState {
         let transport = ctx.conn.transport;
         let hs_transport = match transport {
             Transport::Tcp => acip::crypto::Transport::Tcp,
-            Transport::Ws => acip::crypto::Transport::WebSocket,
+            Transport::WebSocket => acip::crypto::Transport::WebSocket,
         };
         let mut hc = HandshakeConfig::new(cfg.dialect, hs_transport, ctx.crypto.seed_for(ctx.conn.id));
         hc.mode = if cfg.encrypt { CryptoMode::Encrypt } else { CryptoMode::None };
@@ -245,7 +245,7 @@ impl SessionState {
     fn unusable(&self, ctx: &SessionCtx, kind: &'static str, why: &str) -> Result<(), End> {
         match self.transport {
             Transport::Tcp => Err(End::Unusable { kind, reason: why.to_string() }),
-            Transport::Ws => {
+            Transport::WebSocket => {
                 ctx.conn.count_drop(kind);
                 Ok(())
             }

@@ -84,9 +84,7 @@ pub(crate) async fn serve_ws(
                 crate::slots::SlotFull::ActiveLimit { .. } => "server_full",
                 crate::slots::SlotFull::NoSlots { .. } => "no_slots",
             });
-            let mut payload = CLOSE_TRY_AGAIN_LATER.to_be_bytes().to_vec();
-            payload.extend_from_slice(format!("SERVER_FULL: {full}").as_bytes());
-            payload.truncate(acip::ws::MAX_CONTROL_PAYLOAD);
+            let payload = acip::ws::close_payload(CLOSE_TRY_AGAIN_LATER, &format!("SERVER_FULL: {full}"));
             let mut out = Vec::new();
             encode_frame(OpCode::Close, true, None, &payload, &mut out);
             let _ = tokio::time::timeout(crate::serve::TASK_GRACE, async {
@@ -98,7 +96,7 @@ pub(crate) async fn serve_ws(
             return;
         }
     };
-    let conn = shared.open_conn(Transport::Ws, peer);
+    let conn = shared.open_conn(Transport::WebSocket, peer);
     let (r, w) = stream.into_split();
     let sink = Sink::Ws { w, fragment: shared.config.ws_fragment };
     let (tasks, itx) = ConnTasks::start(&shared, crypto, conn.clone(), lease, sink);
@@ -146,11 +144,13 @@ async fn read_ws(
                     OpCode::Ping => {
                         tasks.outbox.send_msg(Outbound::WsPong(frame.payload)).await;
                     }
-                    OpCode::Close => {
-                        let code = frame.payload.get(..2).map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
-                        tasks.outbox.close(1000, "bye").await;
-                        return End::PeerClose(code);
-                    }
+                    OpCode::Close => match acip::ws::parse_close(&frame.payload) {
+                        Ok(close) => {
+                            tasks.outbox.close(1000, "bye").await;
+                            return End::PeerClose(close.code_or_no_status());
+                        }
+                        Err(e) => return End::Frame(e.into()),
+                    },
                     _ => {}
                 }
                 continue;

@@ -11,26 +11,8 @@ use std::time::Duration;
 use acip::codec::payloads::{ClientCapabilities, ImageFrame, ProtocolVersion};
 use acip::ws::OpCode;
 use acip::{Dialect, Packet, PacketType};
-use serde::Serialize;
 
-/// How the suite reaches the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// RFC 6455 WebSocket on the server's WS port (ACIP-SPEC.md 6.2).
-    Ws,
-    /// The raw ACIP byte stream (ACIP-SPEC.md 6.1).
-    Tcp,
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Ws => "ws",
-            Transport::Tcp => "tcp",
-        })
-    }
-}
+pub use acip::Transport;
 
 /// Which transports a case runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +26,7 @@ impl Applies {
     pub fn includes(self, t: Transport) -> bool {
         matches!(
             (self, t),
-            (Applies::Both, _) | (Applies::Ws, Transport::Ws) | (Applies::Tcp, Transport::Tcp)
+            (Applies::Both, _) | (Applies::Ws, Transport::WebSocket) | (Applies::Tcp, Transport::Tcp)
         )
     }
 }
@@ -482,10 +464,10 @@ impl Sel {
     fn matches(self, d: Dialect, t: Transport) -> bool {
         match self {
             Sel::All => true,
-            Sel::Ws => t == Transport::Ws,
+            Sel::Ws => t == Transport::WebSocket,
             Sel::Tcp => t == Transport::Tcp,
-            Sel::FebWs => t == Transport::Ws && d == Dialect::Feb,
-            Sel::HeadWs => t == Transport::Ws && d == Dialect::Head,
+            Sel::FebWs => t == Transport::WebSocket && d == Dialect::Feb,
+            Sel::HeadWs => t == Transport::WebSocket && d == Dialect::Head,
         }
     }
 }
@@ -544,7 +526,7 @@ fn describe_step(s: &Step, d: Dialect, t: Transport, p: &Params) -> String {
     match s {
         Step::Send { pkt, frag, gap, chop } => {
             let mut x = pkt.describe(d);
-            if t == Transport::Ws {
+            if t == Transport::WebSocket {
                 x.push_str(&match frag {
                     Frag::Whole => " in one frame".to_string(),
                     Frag::Size(n) => format!(" in frames of {n} B"),
@@ -582,7 +564,7 @@ fn describe_step(s: &Step, d: Dialect, t: Transport, p: &Params) -> String {
         Step::Wire { name, bytes } => format!("{} wire bytes of {name}", bytes.len()),
         Step::Wait(w) => format!("nothing for {} ms ({})", w.resolve(p).as_millis(), w.describe()),
         Step::Await(pt) => format!("wait for {}", pt.name()),
-        Step::Close(code) if t == Transport::Ws => format!("CLOSE {code}"),
+        Step::Close(code) if t == Transport::WebSocket => format!("CLOSE {code}"),
         Step::Close(_) | Step::ShutdownWrite => "TCP FIN (shutdown of the write side)".into(),
         Step::Pipeline { count, within } => {
             format!("{count} PINGs in one write, all PONGs within {} ms", within.as_millis())
@@ -1184,7 +1166,7 @@ mod tests {
         assert_eq!(ids.len(), cases.len(), "duplicate ids");
         for c in &cases {
             assert!(!c.spec.is_empty() && !c.title.is_empty(), "{}", c.id);
-            for t in [Transport::Ws, Transport::Tcp] {
+            for t in [Transport::WebSocket, Transport::Tcp] {
                 if c.applies.includes(t) {
                     for d in [Dialect::Feb, Dialect::Head] {
                         // Every applicable target has a row.
@@ -1209,7 +1191,7 @@ mod tests {
         // The corpus message: one masked BINARY frame, FIN=1, 4096-byte payload.
         assert_eq!(SIGABRT_MESSAGE.len(), 4104);
         assert_eq!(SIGABRT_MESSAGE[0], 0x82);
-        for (d, t, n) in [(Dialect::Feb, Transport::Ws, 22), (Dialect::Feb, Transport::Tcp, 22)] {
+        for (d, t, n) in [(Dialect::Feb, Transport::WebSocket, 22), (Dialect::Feb, Transport::Tcp, 22)] {
             assert_eq!(Pkt::Ping.describe(d).contains("22"), n == 22, "{t}");
         }
     }

@@ -49,16 +49,16 @@ pub struct Args {
     pub json: bool,
     /// The server's `feb` reassembly timeout (e.g. `2s`, `200ms`): the slow-fragment cases space their
     /// fragments 0.75 and 1.5 times this apart.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = acip::cli::parse_duration)]
     pub reassembly_timeout: Duration,
     /// How long the idle-client case stays silent.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = acip::cli::parse_duration)]
     pub idle: Duration,
     /// How long to wait for an answer or a close after a case's last step.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = acip::cli::parse_duration)]
     pub settle: Duration,
     /// How long the stop-reading case floods at most.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = acip::cli::parse_duration)]
     pub flood: Duration,
     /// Cases run at once (each on its own connection). The real server admits 9 active clients.
     #[arg(long, default_value_t = 4)]
@@ -66,24 +66,6 @@ pub struct Args {
     /// Seed of the masking keys and handshake randomness.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-}
-
-/// `2s`, `200ms`, `1.5s`, `500us`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
-    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?} (e.g. 2s, 200ms)"))?;
-    let secs = match unit {
-        "s" => v,
-        "ms" => v / 1e3,
-        "us" => v / 1e6,
-        "m" => v * 60.0,
-        _ => return Err(format!("bad duration unit in {s:?} (s, ms, us, m)")),
-    };
-    if !(secs.is_finite() && secs >= 0.0) {
-        return Err(format!("bad duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// What a suite run needs (the library form of [`Args`]).
@@ -104,7 +86,7 @@ pub async fn run_suite(cfg: &SuiteConfig) -> SuiteReport {
     let t0 = Instant::now();
     let selected: Vec<Case> = catalogue()
         .into_iter()
-        .filter(|c| c.applies.includes(cfg.target.transport) && cases::selected(c.id, cfg.cases.as_deref()))
+        .filter(|c| c.applies.includes(cfg.target.transport()) && cases::selected(c.id, cfg.cases.as_deref()))
         .collect();
     let results = runner::run_cases(&selected, &cfg.target, &cfg.params, cfg.jobs, cfg.seed).await;
     let ms = |d: Duration| format!("{} ms", d.as_millis());
@@ -121,7 +103,7 @@ pub async fn run_suite(cfg: &SuiteConfig) -> SuiteReport {
         schema_version: crate::report::SCHEMA_VERSION,
         kind: "conformance".into(),
         target: cfg.target.url(),
-        transport: cfg.target.transport.to_string(),
+        transport: cfg.target.transport().to_string(),
         dialect: cfg.target.dialect.to_string(),
         encrypting_server: cfg.target.encrypting,
         arguments: cfg.arguments.clone(),
@@ -134,15 +116,6 @@ pub async fn run_suite(cfg: &SuiteConfig) -> SuiteReport {
         summary: SuiteReport::count(&results),
         cases: results,
     }
-}
-
-/// `target/harness/conformance/<UTC time>` under the build's target directory.
-fn default_out_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    target.join("harness").join("conformance").join(crate::soak::utc_stamp(now.as_secs()))
 }
 
 /// The summary table printed after a run.
@@ -193,7 +166,7 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     if report.cases.is_empty() {
         return Err(crate::Error::Usage(format!("no case matches {:?} on {}", args.cases, report.transport)));
     }
-    let out = args.out.clone().unwrap_or_else(default_out_dir);
+    let out = args.out.clone().unwrap_or_else(|| crate::cli::default_out_dir("conformance", None));
     report.write_dir(&out)?;
     if args.json {
         println!("{}", report.to_json());
@@ -207,19 +180,5 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     } else {
         let ids: Vec<&str> = failed.iter().map(|c| c.id.as_str()).collect();
         Err(crate::Error::Verdict(format!("{} case(s) FAILED: {}", ids.len(), ids.join(", "))))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("2h").is_err());
     }
 }

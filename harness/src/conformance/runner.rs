@@ -47,41 +47,37 @@ pub const RECONNECT_PATIENCE: Duration = Duration::from_millis(500);
 /// Largest server frame the reader accepts.
 const MAX_SERVER_FRAME: usize = 64 * 1024 * 1024;
 
-/// The server under test.
+/// The server under test: where it is (the workspace's one target type) and what it speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub transport: Transport,
-    pub addr: SocketAddr,
-    /// `Host` header of the upgrade request.
-    pub host: String,
+    pub endpoint: reference_client::Target,
     pub dialect: Dialect,
     /// The server runs the crypto handshake (`--encrypting-server`).
     pub encrypting: bool,
 }
 
 impl Target {
-    /// `ws://HOST:PORT` or `tcp://HOST:PORT` (resolved now).
+    /// `ws://HOST:PORT[/path]` or `tcp://HOST:PORT` (resolved now).
     pub fn parse(url: &str, dialect: Dialect, encrypting: bool) -> Result<Target, String> {
-        let (transport, rest) = if let Some(r) = url.strip_prefix("ws://") {
-            (Transport::Ws, r)
-        } else if let Some(r) = url.strip_prefix("tcp://") {
-            (Transport::Tcp, r)
-        } else {
-            return Err(format!("{url:?}: expected ws://HOST:PORT or tcp://HOST:PORT"));
-        };
-        let host = rest.trim_end_matches('/');
-        if host.contains('/') {
-            return Err(format!("{url:?}: no path expected after HOST:PORT"));
-        }
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
-            .map_err(|e| format!("{url:?}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{url:?}: no address"))?;
-        Ok(Target { transport, addr, host: host.to_string(), dialect, encrypting })
+        let endpoint = url.parse::<reference_client::Target>().map_err(|e| format!("{url:?}: {e}"))?;
+        Ok(Target { endpoint, dialect, encrypting })
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.endpoint.transport()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.endpoint.addr()
+    }
+
+    /// `Host` header of the upgrade request.
+    pub fn host(&self) -> String {
+        self.endpoint.host()
     }
 
     pub fn url(&self) -> String {
-        format!("{}://{}", self.transport, self.host)
+        format!("{}://{}", self.transport(), self.host())
     }
 }
 
@@ -259,33 +255,36 @@ impl Conn {
     /// Connects (and upgrades, for WebSocket). `small_buffers`: tiny socket buffers, so a peer that
     /// stops reading is felt quickly.
     async fn open(target: &Target, small_buffers: bool, seed: u32) -> Result<Conn, String> {
-        let sock = if target.addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+        let sock = if target.addr().is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
             .map_err(|e| format!("socket: {e}"))?;
         if small_buffers {
             let _ = sock.set_recv_buffer_size(4096);
             let _ = sock.set_send_buffer_size(16 * 1024);
         }
-        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(target.addr))
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(target.addr()))
             .await
-            .map_err(|_| format!("connect to {} timed out", target.addr))?
-            .map_err(|e| format!("connect to {}: {e}", target.addr))?;
+            .map_err(|_| format!("connect to {} timed out", target.addr()))?
+            .map_err(|e| format!("connect to {}: {e}", target.addr()))?;
         let _ = stream.set_nodelay(true);
-        let leftover = match target.transport {
+        let leftover = match target.transport() {
             Transport::Tcp => Vec::new(),
-            Transport::Ws => tokio::time::timeout(CONNECT_TIMEOUT, upgrade(&mut stream, &target.host))
-                .await
-                .map_err(|_| "HTTP upgrade timed out".to_string())??,
+            Transport::WebSocket => tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                upgrade(&mut stream, &target.host(), target.endpoint.path()),
+            )
+            .await
+            .map_err(|_| "HTTP upgrade timed out".to_string())??,
         };
         let (r, w) = stream.into_split();
         let (tx, ev) = mpsc::unbounded_channel();
         let (pause, pause_rx) = watch::channel(false);
-        let reader = tokio::spawn(read_loop(r, leftover, target.transport, tx, pause_rx));
+        let reader = tokio::spawn(read_loop(r, leftover, target.transport(), tx, pause_rx));
         Ok(Conn {
             w,
             ev,
             pause,
             reader,
-            transport: target.transport,
+            transport: target.transport(),
             dialect: target.dialect,
             session: None,
             mask_state: seed | 1,
@@ -425,7 +424,7 @@ impl Conn {
     fn whole_message(&mut self, b: &[u8]) -> Vec<u8> {
         match self.transport {
             Transport::Tcp => b.to_vec(),
-            Transport::Ws => {
+            Transport::WebSocket => {
                 let mut out = Vec::with_capacity(b.len() + 14);
                 self.frame(OpCode::Binary, true, b, &mut out);
                 out
@@ -441,7 +440,7 @@ impl Conn {
     async fn handshake(&mut self, seed: u64) -> Result<(), String> {
         let t = match self.transport {
             Transport::Tcp => acip::crypto::Transport::Tcp,
-            Transport::Ws => acip::crypto::Transport::WebSocket,
+            Transport::WebSocket => acip::crypto::Transport::WebSocket,
         };
         let cfg = HandshakeConfig::new(self.dialect, t, seed);
         let mut hs = ClientHandshake::new(cfg, Instant::now());
@@ -489,10 +488,10 @@ impl Conn {
 
 /// The HTTP upgrade (RFC 6455 4.1), asking for subprotocol `acip` (ACIP-SPEC.md 6.2). Returns the bytes
 /// that followed the response head.
-async fn upgrade(stream: &mut tokio::net::TcpStream, host: &str) -> Result<Vec<u8>, String> {
+async fn upgrade(stream: &mut tokio::net::TcpStream, host: &str, path: &str) -> Result<Vec<u8>, String> {
     let key = tungstenite::handshake::client::generate_key();
     let req = format!(
-        "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: acip\r\n\r\n"
     );
     stream.write_all(req.as_bytes()).await.map_err(|e| format!("upgrade request: {e}"))?;
@@ -584,7 +583,7 @@ fn handle_server_bytes(
             stream.handle_bytes(data);
             drain_packets(stream, &mut evs)
         }
-        Transport::Ws => {
+        Transport::WebSocket => {
             frames.handle_bytes(data);
             let mut ok = true;
             while let Some(f) = frames.poll_frame() {
@@ -596,9 +595,7 @@ fn handle_server_bytes(
                     }
                     Ok(f) => match f.opcode {
                         OpCode::Close => {
-                            let code = f.payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                            let reason =
-                                String::from_utf8_lossy(f.payload.get(2..).unwrap_or(&[])).to_string();
+                            let (code, reason) = acip::ws::read_close_lossy(&f.payload);
                             evs.push(Ev::Close(code, reason));
                         }
                         OpCode::Ping => evs.push(Ev::WsPing),
@@ -664,7 +661,7 @@ fn cut(len: usize, frag: Frag) -> Vec<(usize, usize)> {
 
 /// Runs one case against the target. Never panics on server behaviour; every wait is bounded.
 pub async fn run_case(case: &Case, target: &Target, params: &Params, seed: u64) -> CaseResult {
-    let expect = case.expect_for(target.dialect, target.transport);
+    let expect = case.expect_for(target.dialect, target.transport());
     let mut result = CaseResult {
         id: case.id.to_string(),
         group: case.group().to_string(),
@@ -676,7 +673,7 @@ pub async fn run_case(case: &Case, target: &Target, params: &Params, seed: u64) 
         duration_ms: 0,
         close_code: None,
         close_reason: None,
-        sent: case.describe_steps(target.dialect, target.transport, params),
+        sent: case.describe_steps(target.dialect, target.transport(), params),
         received: String::new(),
         detail: String::new(),
     };
@@ -762,11 +759,11 @@ async fn execute(
             }
     })
     .await;
-    let (behaviour, detail) = grade(expect, &c.obs, target.transport);
+    let (behaviour, detail) = grade(expect, &c.obs, target.transport());
     // The close phase: who closed, and how.
     let (behaviour_close, close_code, close_reason) = match c.obs.closed.clone() {
         Some(cl) => {
-            let b = if cl.frame || target.transport == Transport::Tcp { "OK" } else { "UNCLEAN" };
+            let b = if cl.frame || target.transport() == Transport::Tcp { "OK" } else { "UNCLEAN" };
             (b.to_string(), cl.code.filter(|_| cl.frame), Some(cl.reason))
         }
         None => close_ours(&mut c).await,
@@ -792,7 +789,7 @@ async fn execute(
 /// Ends a connection the server left open: WebSocket CLOSE 1000 (expect the echo), TCP FIN (expect EOF).
 async fn close_ours(c: &mut Conn) -> (String, Option<u16>, Option<String>) {
     let sent = match c.transport {
-        Transport::Ws => {
+        Transport::WebSocket => {
             let mut out = Vec::new();
             c.frame(OpCode::Close, true, &1000u16.to_be_bytes(), &mut out);
             c.write(&out, None).await
@@ -824,7 +821,7 @@ async fn run_step(c: &mut Conn, step: &Step, target: &Target, params: &Params, s
             for m in &messages {
                 match c.transport {
                     Transport::Tcp => frames.push(m.clone()),
-                    Transport::Ws => {
+                    Transport::WebSocket => {
                         let ranges = cut(m.len(), *frag);
                         let last = ranges.len() - 1;
                         for (i, (a, b)) in ranges.into_iter().enumerate() {
@@ -864,7 +861,7 @@ async fn run_step(c: &mut Conn, step: &Step, target: &Target, params: &Params, s
             }
         }
         Step::Frames { pkt, frames } => {
-            if c.transport != Transport::Ws {
+            if c.transport != Transport::WebSocket {
                 c.obs.sent.push("hand-made frames skipped on TCP".into());
                 return;
             }
@@ -909,7 +906,7 @@ async fn run_step(c: &mut Conn, step: &Step, target: &Target, params: &Params, s
             }
         }
         Step::Close(code) => match c.transport {
-            Transport::Ws => {
+            Transport::WebSocket => {
                 let mut out = Vec::new();
                 c.frame(OpCode::Close, true, &code.to_be_bytes(), &mut out);
                 c.write(&out, None).await;
@@ -1018,7 +1015,7 @@ async fn flood(target: &Target, params: &Params, seed: u64) -> FloodResult {
     for _ in 0..200 {
         let m = c.whole_message(&ping);
         batch.extend_from_slice(&m);
-        if target.transport == Transport::Ws {
+        if target.transport() == Transport::WebSocket {
             let mut out = Vec::new();
             c.frame(OpCode::Ping, true, &[0x5A; 125], &mut out);
             batch.extend_from_slice(&out);
@@ -1086,8 +1083,8 @@ enum Grade {
 
 fn describe_close(cl: &Closed, t: Transport) -> String {
     match (t, cl.frame, cl.code) {
-        (Transport::Ws, true, Some(c)) => format!("closed with {c} {:?}", cl.reason),
-        (Transport::Ws, _, _) => format!("closed without a close frame (1006): {}", cl.reason),
+        (Transport::WebSocket, true, Some(c)) => format!("closed with {c} {:?}", cl.reason),
+        (Transport::WebSocket, _, _) => format!("closed without a close frame (1006): {}", cl.reason),
         (Transport::Tcp, _, _) => format!("closed ({})", cl.reason),
     }
 }
@@ -1132,7 +1129,7 @@ fn grade_one(o: &Outcome, obs: &Obs, t: Transport) -> Grade {
             };
             let text = describe_close(cl, t);
             let mut loose = Vec::new();
-            if t == Transport::Ws && !codes.is_empty() {
+            if t == Transport::WebSocket && !codes.is_empty() {
                 match (cl.frame, cl.code) {
                     (true, Some(c)) if codes.contains(&c) => {}
                     (true, _) => loose.push(format!("{text}, not the code expected")),
@@ -1228,7 +1225,7 @@ pub async fn run_cases(
                 group: case.group().into(),
                 description: case.title.into(),
                 spec: case.spec.into(),
-                expected: case.expect_for(target.dialect, target.transport).to_string(),
+                expected: case.expect_for(target.dialect, target.transport()).to_string(),
                 behaviour: Behaviour::Failed,
                 behaviour_close: "-".into(),
                 duration_ms: 0,
@@ -1263,7 +1260,7 @@ mod tests {
     #[test]
     fn targets_parse() {
         let t = Target::parse("ws://127.0.0.1:27226", Dialect::Feb, false).unwrap();
-        assert_eq!((t.transport, t.addr.port()), (Transport::Ws, 27226));
+        assert_eq!((t.transport(), t.addr().port()), (Transport::WebSocket, 27226));
         assert_eq!(t.url(), "ws://127.0.0.1:27226");
         assert!(Target::parse("http://x:1", Dialect::Feb, false).is_err());
         assert!(Target::parse("tcp://127.0.0.1:1/path", Dialect::Feb, false).is_err());
@@ -1276,24 +1273,27 @@ mod tests {
     #[test]
     fn grading_rules() {
         let close = Expect { prefer: Outcome::close(&[1002]), tolerate: Some(Outcome::Usable) };
-        assert_eq!(grade(&close, &obs_closed(Some(1002), true), Transport::Ws).0, Behaviour::Ok);
-        assert_eq!(grade(&close, &obs_closed(Some(1011), true), Transport::Ws).0, Behaviour::NonStrict);
-        assert_eq!(grade(&close, &obs_closed(None, false), Transport::Ws).0, Behaviour::NonStrict);
+        assert_eq!(grade(&close, &obs_closed(Some(1002), true), Transport::WebSocket).0, Behaviour::Ok);
+        assert_eq!(
+            grade(&close, &obs_closed(Some(1011), true), Transport::WebSocket).0,
+            Behaviour::NonStrict
+        );
+        assert_eq!(grade(&close, &obs_closed(None, false), Transport::WebSocket).0, Behaviour::NonStrict);
         assert_eq!(grade(&close, &obs_closed(None, false), Transport::Tcp).0, Behaviour::Ok);
         let usable =
             Obs { probe_sent: true, pings_sent: 2, counts: [(PacketType::PONG, 2)].into(), ..Obs::default() };
-        assert_eq!(grade(&close, &usable, Transport::Ws).0, Behaviour::NonStrict);
+        assert_eq!(grade(&close, &usable, Transport::WebSocket).0, Behaviour::NonStrict);
         let strict = Expect { prefer: Outcome::close(&[1002]), tolerate: None };
-        assert_eq!(grade(&strict, &usable, Transport::Ws).0, Behaviour::Failed);
+        assert_eq!(grade(&strict, &usable, Transport::WebSocket).0, Behaviour::Failed);
         let want_usable = Expect { prefer: Outcome::Usable, tolerate: None };
-        assert_eq!(grade(&want_usable, &usable, Transport::Ws).0, Behaviour::Ok);
+        assert_eq!(grade(&want_usable, &usable, Transport::WebSocket).0, Behaviour::Ok);
         let half =
             Obs { probe_sent: true, pings_sent: 2, counts: [(PacketType::PONG, 1)].into(), ..Obs::default() };
-        assert_eq!(grade(&want_usable, &half, Transport::Ws).0, Behaviour::Failed);
+        assert_eq!(grade(&want_usable, &half, Transport::WebSocket).0, Behaviour::Failed);
         let mut v = Obs { violations: vec!["slow".into()], ..usable };
-        assert_eq!(grade(&want_usable, &v, Transport::Ws).0, Behaviour::Failed);
+        assert_eq!(grade(&want_usable, &v, Transport::WebSocket).0, Behaviour::Failed);
         v.violations.clear();
         let any = Expect { prefer: Outcome::Any, tolerate: None };
-        assert_eq!(grade(&any, &v, Transport::Ws).0, Behaviour::Informational);
+        assert_eq!(grade(&any, &v, Transport::WebSocket).0, Behaviour::Informational);
     }
 }

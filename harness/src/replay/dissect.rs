@@ -946,13 +946,15 @@ impl FlowState {
     }
 
     fn ws_close(&mut self, ctx: &mut Ctx<'_>, dir: Dir, at: At, payload: &[u8]) {
-        let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-        let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or(&[])).into_owned();
+        let (code, reason) = acip::ws::read_close_lossy(payload);
         if let Some(w) = self.dirs[dir.index()].report.ws.as_mut() {
             w.close = Some(CloseInfo { code, reason: reason.clone() });
         }
         if !matches!(code, Some(1000 | 1001)) {
-            let detail = format!("{} sent close code {code:?} {reason:?}", side(dir));
+            let mut detail = format!("{} sent close code {code:?} {reason:?}", side(dir));
+            if let Err(e) = acip::ws::parse_close(payload) {
+                detail.push_str(&format!(" (invalid, RFC 6455: {e})"));
+            }
             self.anomaly(ctx, at.ts, at.frame, dir, Some(at.offset), AnomalyKind::Close, detail);
         }
     }

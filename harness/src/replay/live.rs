@@ -38,35 +38,12 @@ pub const MAX_TAIL: Duration = Duration::from_secs(2);
 /// How long a connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where to replay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `tcp://HOST:PORT`
-    Tcp(String),
-    /// `ws://HOST:PORT[/path]`
-    Ws(String),
-}
+/// Where to replay: the workspace's one target type (`tcp://HOST:PORT` or `ws://HOST:PORT[/path]`).
+pub use reference_client::Target;
 
-impl Target {
-    pub fn parse(url: &str) -> Result<Target, String> {
-        if let Some(rest) = url.strip_prefix("tcp://") {
-            if rest.is_empty() || !rest.contains(':') {
-                return Err(format!("--against {url:?}: expected tcp://HOST:PORT"));
-            }
-            Ok(Target::Tcp(rest.trim_end_matches('/').to_string()))
-        } else if url.starts_with("ws://") {
-            Ok(Target::Ws(url.to_string()))
-        } else {
-            Err(format!("--against {url:?}: expected tcp://HOST:PORT or ws://HOST:PORT"))
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Target::Tcp(a) => format!("tcp://{a}"),
-            Target::Ws(u) => u.clone(),
-        }
-    }
+/// Parses `--against URL` (resolved now).
+pub fn parse_target(url: &str) -> Result<Target, String> {
+    url.parse::<Target>().map_err(|e| format!("--against {url:?}: {e}"))
 }
 
 /// Replay timing.
@@ -234,7 +211,7 @@ pub async fn replay_async(
     }
     Ok(ReplayReport {
         file: d.file.clone(),
-        target: target.describe(),
+        target: target.to_string(),
         pace: match pace {
             Pace::Fast => "as fast as possible".into(),
             Pace::Speed(x) => format!("{x}x the captured speed"),
@@ -377,14 +354,14 @@ async fn connect(target: &Target) -> crate::Result<Conn> {
     let io = |what: String| move |e: std::io::Error| crate::Error::io(what, e);
     match target {
         Target::Tcp(addr) => {
-            let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr.as_str()))
+            let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(*addr))
                 .await
                 .map_err(|_| crate::Error::Verdict(format!("connecting to {addr}: timed out")))?
                 .map_err(io(format!("connecting to {addr}")))?;
             let _ = s.set_nodelay(true);
             Ok(Conn::Tcp(s))
         }
-        Target::Ws(url) => {
+        Target::Ws { url, .. } => {
             let mut req = url
                 .as_str()
                 .into_client_request()
@@ -415,7 +392,7 @@ async fn fresh_handshake(
 ) -> (Option<Session>, HandshakeReplay) {
     let (transport, over) = match target {
         Target::Tcp(_) => (acip::crypto::Transport::Tcp, Transport::Tcp),
-        Target::Ws(_) => (acip::crypto::Transport::WebSocket, Transport::WebSocket),
+        Target::Ws { .. } => (acip::crypto::Transport::WebSocket, Transport::WebSocket),
     };
     // Fresh keys per replay: the seed of the handshake's ChaCha20Rng comes from the OS.
     let mut config = HandshakeConfig::new(dialect, transport, rand::random());
@@ -769,10 +746,16 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(Target::parse("tcp://127.0.0.1:27224"), Ok(Target::Tcp("127.0.0.1:27224".into())));
-        assert_eq!(Target::parse("ws://[::1]:27226"), Ok(Target::Ws("ws://[::1]:27226".into())));
-        assert!(Target::parse("http://x:1").is_err());
-        assert!(Target::parse("tcp://nohost").is_err());
+        assert_eq!(
+            parse_target("tcp://127.0.0.1:27224"),
+            Ok(Target::Tcp("127.0.0.1:27224".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_target("ws://[::1]:27226"),
+            Ok(Target::Ws { addr: "[::1]:27226".parse().unwrap(), url: "ws://[::1]:27226/".into() })
+        );
+        assert!(parse_target("http://x:1").is_err());
+        assert!(parse_target("tcp://nohost.invalid").is_err());
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_dialect)]
     pub dialect: Option<acip::Dialect>,
     /// A gap between two fragments of one message above this is a stall (e.g. 20ms, 1s, 500us).
-    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "20ms", value_parser = acip::cli::parse_duration)]
     pub stall_threshold: Duration,
     /// Replay the client side of each session against this server: tcp://HOST:PORT or ws://HOST:PORT.
     #[arg(long)]
@@ -48,26 +48,6 @@ pub struct Args {
 
 fn parse_dialect(s: &str) -> Result<acip::Dialect, String> {
     s.parse()
-}
-
-/// Parses `20ms`, `1.5s`, `500us`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| s.split_at(i))
-        .ok_or_else(|| format!("{s:?}: a unit is needed (us, ms, s)"))?;
-    let n: f64 = num.trim().parse().map_err(|_| format!("{s:?}: not a number"))?;
-    let secs = match unit {
-        "us" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (us, ms, s)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?}: must be a non-negative duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 pub fn run(args: Args) -> crate::Result<ExitCode> {
@@ -90,7 +70,7 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
             (false, Some(x)) => return Err(crate::Error::Usage(format!("--speed {x}: must be positive"))),
             (false, None) => live::Pace::Speed(1.0),
         };
-        let target = live::Target::parse(url).map_err(crate::Error::Usage)?;
+        let target = live::parse_target(url).map_err(crate::Error::Usage)?;
         let report = live::replay(&dissection, &data, &config, &target, pace)?;
         emit(args.json, &report, || report.render())?;
         return Ok(if report.sessions.iter().all(|s| s.divergences.is_empty()) {
@@ -111,19 +91,4 @@ fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> Strin
         text()
     };
     std::io::stdout().lock().write_all(out.as_bytes()).map_err(|e| crate::Error::io("writing stdout", e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("20ms"), Ok(Duration::from_millis(20)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
-        assert!(parse_duration("20").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("5h").is_err());
-    }
 }

@@ -321,7 +321,8 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
         now.as_nanos() as u64 ^ u64::from(std::process::id())
     });
     let opts = Options { quick: args.quick, seed, target: args.target.clone() };
-    let out = args.out.clone().unwrap_or_else(|| default_out_dir(seed));
+    let out =
+        args.out.clone().unwrap_or_else(|| crate::cli::default_out_dir("repro", Some(&seed.to_string())));
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     println!(
         "harness repro: seed {seed} (rerun with --seed {seed}){}",
@@ -357,15 +358,6 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
             report.verdict.reasons.join("; ")
         )))
     }
-}
-
-/// `target/harness/repro/<UTC time>-<seed>` under the build's target directory (git-ignored).
-fn default_out_dir(seed: u64) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    target.join("harness").join("repro").join(format!("{}-{seed}", crate::soak::utc_stamp(now.as_secs())))
 }
 
 /// Longest wait for a server to settle (connections closed, slots released) or to shut down.

@@ -142,9 +142,8 @@ impl WsPeer {
                 };
                 match frame.opcode {
                     OpCode::Close => {
-                        let code = frame.payload.get(..2).map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
-                        let reason = String::from_utf8_lossy(frame.payload.get(2..).unwrap_or_default());
-                        return Seen::Close { code, reason: reason.into_owned() };
+                        let (code, reason) = acip::ws::read_close_lossy(&frame.payload);
+                        return Seen::Close { code: code.unwrap_or(acip::ws::close_code::NO_STATUS), reason };
                     }
                     op if op.is_control() => {}
                     _ => {

@@ -34,50 +34,11 @@ const CONNECT_CONCURRENCY: usize = 16;
 /// Example messages kept per error kind (the counts are complete; the texts are samples).
 const ERROR_EXAMPLES: usize = 1;
 
-/// What the soak measures, in the order the report lists it: (name, side, description).
-pub const STAGES: &[(&str, &str, &str)] = &[
-    (
-        "end_to_end",
-        "end_to_end",
-        "intended send time (embedded in the frame) to the server's handler: coordinated-omission corrected",
-    ),
-    (
-        "send_lag",
-        "client",
-        "intended send time to the moment the client started building the frame (the scheduler's lateness)",
-    ),
-    ("client_build", "client", "building one IMAGE_FRAME: test pattern, header, CRC"),
-    ("client_encrypt", "client", "encrypting one IMAGE_FRAME (encrypted sessions only)"),
-    ("client_write_flush", "client", "writing one IMAGE_FRAME to the socket and flushing it"),
-    ("server_assembly", "server", "first byte or WebSocket fragment of a packet to its last"),
-    ("fragment_gap", "server", "gap between consecutive WebSocket fragments of one message"),
-    ("server_queue_wait", "server", "time a decoded packet waited in the connection's receive queue"),
-    ("server_decrypt", "server", "decrypting one packet"),
-    ("server_handler", "server", "handling one packet (validation, storing the frame)"),
-    ("server_render", "server", "rendering one ASCII_FRAME for one client"),
-    ("server_write", "server", "an outbound packet's wait in the writer queue plus its write"),
-    ("ascii_interval", "client", "interval between consecutive ASCII_FRAMEs received by one client"),
-    ("server_ascii_interval", "server", "interval between consecutive ASCII_FRAMEs sent to one client"),
-    ("ping_rtt", "client", "PING to PONG round trip"),
-    ("handshake", "client", "connect to session ready (transport, crypto handshake, capabilities)"),
-    ("raw_tcp_end_to_end", "baseline", "raw-TCP baseline: intended send time to the last byte received"),
-];
+pub use acip::stats::{StageRow, REPORT_STAGES as STAGES};
 
-/// The report's stage name for a server-side `acip::stats::Stage`.
+/// The report's stage name for a server-side `acip::stats::Stage` (from the one stage table).
 fn server_stage_name(s: Stage) -> Option<&'static str> {
-    Some(match s {
-        Stage::ServerAssembly => "server_assembly",
-        Stage::ServerQueueWait => "server_queue_wait",
-        Stage::ServerDecrypt => "server_decrypt",
-        Stage::ServerHandler => "server_handler",
-        Stage::ServerRender => "server_render",
-        Stage::ServerWrite => "server_write",
-        Stage::EndToEnd => "end_to_end",
-        Stage::FragmentGap => "fragment_gap",
-        Stage::AsciiInterval => "server_ascii_interval",
-        // The client's own views of these are the ones reported.
-        _ => return None,
-    })
+    acip::stats::report_stage_of_server(s)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -386,7 +347,7 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
     // Assemble the report from the records.
     report.duration_s = (duration.as_secs_f64() * 1000.0).round() / 1000.0;
     let external = args.target.is_some();
-    for &(name, side, description) in STAGES {
+    for &StageRow { name, side, description, .. } in STAGES {
         let histogram = totals.get(name).and_then(HistogramSummary::of);
         let absent = histogram.is_none().then(|| absent_reason(name, side, args, external));
         if name == "raw_tcp_end_to_end" && baseline.is_none() {
@@ -549,7 +510,7 @@ fn title(args: &Args) -> String {
         args.fps,
         match (&args.target, args.transport) {
             (Some(t), _) => t.clone(),
-            (None, Transport::Ws) => "WebSocket".into(),
+            (None, Transport::WebSocket) => "WebSocket".into(),
             (None, Transport::Tcp) => "TCP".into(),
         },
         if args.encrypt { ", encrypted" } else { ", plaintext" }
@@ -560,12 +521,10 @@ fn title(args: &Args) -> String {
 /// ignored, so recording the flag would label a `tcp://` run "ws" (and `report compare` compares it).
 fn transport_name(args: &Args) -> String {
     match &args.target {
-        Some(url) => match url.parse::<Target>() {
-            Ok(Target::Tcp(_)) => "tcp".into(),
-            Ok(Target::Ws { .. }) => "ws".into(),
-            Err(_) => "unknown".into(),
-        },
-        None => format!("{:?}", args.transport).to_lowercase(),
+        Some(url) => {
+            url.parse::<acip::cli::TargetUrl>().map_or("unknown".into(), |u| u.transport.to_string())
+        }
+        None => args.transport.to_string(),
     }
 }
 

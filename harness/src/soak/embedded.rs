@@ -53,7 +53,7 @@ impl Embedded {
     /// Where clients connect for `transport`.
     pub fn target(&self, transport: Transport) -> Target {
         match transport {
-            Transport::Ws => {
+            Transport::WebSocket => {
                 Target::ws(self.handle.ws_addr().expect("loopback config has a WebSocket listener"))
             }
             Transport::Tcp => {

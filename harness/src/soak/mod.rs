@@ -19,10 +19,10 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub clients: u32,
     /// How long the clients send (e.g. 30s, 500ms, 2m).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = acip::cli::parse_duration)]
     pub duration: Duration,
     /// Transport to the embedded server (ignored with --target, whose URL scheme decides).
-    #[arg(long, value_enum, default_value_t = Transport::Ws)]
+    #[arg(long, default_value = "ws", value_parser = parse_transport)]
     pub transport: Transport,
     /// ACIP dialect of the peers (ACIP-SPEC.md section 10).
     #[arg(long, value_enum, default_value_t = DialectArg::Feb)]
@@ -68,11 +68,7 @@ pub struct Args {
     pub faults: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Transport {
-    Ws,
-    Tcp,
-}
+pub use acip::Transport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DialectArg {
@@ -86,6 +82,11 @@ pub enum Baseline {
     RawTcp,
 }
 
+/// `ws` or `tcp`.
+fn parse_transport(s: &str) -> Result<Transport, String> {
+    s.parse()
+}
+
 /// Parses `320x240`.
 pub fn parse_frame(s: &str) -> Result<(u16, u16), String> {
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("{s:?}: expected WIDTHxHEIGHT"))?;
@@ -96,33 +97,12 @@ pub fn parse_frame(s: &str) -> Result<(u16, u16), String> {
     Ok((dim(w)?, dim(h)?))
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 30s, 500ms or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    if !(0.0..=86_400.0 * 7.0).contains(&secs) {
-        return Err(format!("{s:?}: out of range (0 to 7 days)"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 pub fn run(args: Args) -> crate::Result<ExitCode> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let seed = args.seed.unwrap_or_else(rand::random);
     let out = match &args.out {
         Some(d) => d.clone(),
-        None => default_out_dir(seed),
+        None => crate::cli::default_out_dir("soak", Some(&seed.to_string())),
     };
     std::fs::create_dir_all(&out).map_err(|e| crate::Error::io(format!("creating {}", out.display()), e))?;
     let mode = if args.json {
@@ -168,31 +148,6 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     }
 }
 
-/// `target/harness/soak/<UTC time>-<seed>` under the build's target directory (git-ignored).
-fn default_out_dir(seed: u64) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    target.join("harness").join("soak").join(format!("{}-{seed}", utc_stamp(now.as_secs())))
-}
-
-/// `YYYYMMDDTHHMMSSZ` for a UNIX time (civil-from-days, proleptic Gregorian).
-pub fn utc_stamp(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let rem = unix_secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 /// The few lines printed after a run: a pure function of the report (the same data as summary.md).
 pub fn console_summary(r: &crate::report::Report) -> String {
     use std::fmt::Write;
@@ -236,22 +191,9 @@ mod tests {
 
     #[test]
     fn parses_arguments() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("2 weeks").is_err());
-        assert!(parse_duration("-1s").is_err());
         assert_eq!(parse_frame("320x240"), Ok((320, 240)));
         assert!(parse_frame("0x240").is_err());
         assert!(parse_frame("320").is_err());
         assert!(parse_frame("9000x1").is_err());
-    }
-
-    #[test]
-    fn utc_stamps() {
-        assert_eq!(utc_stamp(0), "19700101T000000Z");
-        assert_eq!(utc_stamp(1_700_000_000), "20231114T221320Z");
-        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
     }
 }

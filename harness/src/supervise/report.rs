@@ -221,45 +221,9 @@ impl CrashReport {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (proleptic Gregorian, UTC).
-pub fn rfc3339(unix_secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(unix_secs);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-/// `YYYYMMDDTHHMMSSZ`, for directory names.
-pub fn compact_timestamp(unix_secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(unix_secs);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-}
-
-/// Days-to-civil conversion (H. Hinnant's algorithm), to avoid a date crate for one timestamp.
-fn civil(unix_secs: u64) -> (u64, u64, u64, u64, u64, u64) {
-    let days = unix_secs / 86_400;
-    let rem = unix_secs % 86_400;
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_365_263), "2026-11-22T16:34:23Z");
-        assert_eq!(compact_timestamp(1_795_365_263), "20261122T163423Z");
-    }
 
     #[test]
     fn exit_descriptions() {

@@ -459,8 +459,8 @@ async fn plaintext_captures_replay_against_the_reference_server() {
     use harness::replay::live::{replay_async, Pace, Target};
     let server =
         reference_server::start(reference_server::ServerConfig::loopback()).await.expect("server starts");
-    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener").to_string());
-    let ws = Target::Ws(format!("ws://{}/", server.ws_addr().expect("ws listener")));
+    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener"));
+    let ws = Target::ws(server.ws_addr().expect("ws listener"));
     let config = DissectConfig { collect_packets: true, ..DissectConfig::default() };
     for (file, target) in [
         ("tcp_plaintext.pcap", &tcp),
@@ -498,8 +498,8 @@ async fn encrypted_capture_replays_after_a_fresh_handshake() {
     let config =
         reference_server::ServerConfig { encrypt: true, ..reference_server::ServerConfig::loopback() };
     let server = reference_server::start(config).await.expect("server starts");
-    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener").to_string());
-    let ws = Target::Ws(format!("ws://{}/", server.ws_addr().expect("ws listener")));
+    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener"));
+    let ws = Target::ws(server.ws_addr().expect("ws listener"));
     let dissect_config = DissectConfig { collect_packets: true, ..DissectConfig::default() };
     let data = std::fs::read(repo().join("corpus/captures/tcp_encrypted.pcap")).expect("capture");
     let d = dissect("tcp_encrypted.pcap", &data, &dissect_config).expect("dissection");
@@ -544,7 +544,7 @@ async fn encrypted_capture_replays_after_a_fresh_handshake() {
     let plain =
         reference_server::ServerConfig { encrypt: false, ..reference_server::ServerConfig::loopback() };
     let server = reference_server::start(plain).await.expect("server starts");
-    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener").to_string());
+    let tcp = Target::Tcp(server.tcp_addr().expect("tcp listener"));
     let report = replay_async(&d, &data, &dissect_config, &tcp, Pace::Fast).await.expect("replay runs");
     eprintln!("{}", report.render());
     let s = &report.sessions[0];

@@ -72,13 +72,47 @@ impl CryptoMode {
 }
 
 /// Which transport the handshake runs over: it decides who speaks first (ACIP-SPEC.md 4.3 vs 4.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// The one transport enum of the workspace: written `tcp` / `ws` in URLs, options and reports.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Transport {
     /// The client speaks first (PROTOCOL_VERSION ...).
     #[default]
+    #[serde(rename = "tcp")]
     Tcp,
     /// The server speaks first (`feb`: KEY_EXCHANGE_INIT; `head`: CRYPTO_PARAMETERS + KEY_EXCHANGE_INIT).
+    #[serde(rename = "ws")]
     WebSocket,
+}
+
+impl Transport {
+    /// `tcp` or `ws`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::WebSocket => "ws",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+
+    /// `tcp`, or `ws` (also `websocket`).
+    fn from_str(s: &str) -> Result<Transport, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Transport::Tcp),
+            "ws" | "websocket" => Ok(Transport::WebSocket),
+            _ => Err(format!("{s:?}: expected tcp or ws")),
+        }
+    }
 }
 
 /// Password length the real client accepts (ACIP-SPEC.md 4.1).

@@ -17,6 +17,7 @@
 //!
 //! Everything here is sans-IO: bytes and `now` come in as arguments.
 
+mod close;
 mod fragment;
 mod frame;
 mod reassembly;
@@ -28,6 +29,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use close::{
+    close_payload, code as close_code, is_valid_close_code, parse_close, read_close_lossy, CloseError,
+    CloseFrame, NotUtf8, Utf8Validator,
+};
 pub use fragment::{fragment, Fragmenter, Fragments};
 pub use frame::{encode_frame, FrameDecoder, FrameDecoderConfig, MessageDecoder};
 pub use reassembly::{Message, Reassembler, ReassemblerConfig, ReassemblyEvent};
@@ -201,6 +206,12 @@ pub enum FrameError {
     /// A server frame with a mask (with `require_mask: Some(false)`, RFC 6455 5.1).
     #[error("{opcode} frame is masked, but server-to-client frames must not be")]
     UnexpectedMask { opcode: OpCode },
+    /// An invalid CLOSE payload (RFC 6455 5.5.1, 7.4): fails the connection with 1002.
+    #[error(transparent)]
+    Close(#[from] CloseError),
+    /// A TEXT message that is not UTF-8 (RFC 6455 8.1): fails the connection with 1007.
+    #[error(transparent)]
+    NotUtf8(#[from] NotUtf8),
 }
 
 /// Errors while reassembling a message from fragments (`feb` dialect, RFC 6455 5.4). Each one discards the

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod echo_close;
 mod faults;
 mod http;
 mod large;
