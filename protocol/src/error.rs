@@ -56,3 +56,72 @@ impl Error {
         CloseAdvice { ws_close_code, error_code }
     }
 }
+
+/// Error-kind names: one stable snake_case name per error, the key every report and stats counter uses.
+impl Error {
+    /// The stable name of this error (e.g. `crc_mismatch`, `data_frame_before_fin`, `invalid_close`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Codec(e) => e.kind(),
+            Error::Frame(e) => e.kind(),
+            Error::Reassembly(e) => e.kind(),
+            Error::Handshake(_) => "handshake",
+            Error::Crypto(CryptoError::BadMac) => "decrypt_failed",
+            Error::Crypto(_) => "crypto",
+            Error::Slot(_) => "slot",
+            Error::Usage(_) => "usage",
+        }
+    }
+}
+
+impl CodecError {
+    /// The stable name of this error (see [`Error::kind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CodecError::BadMagic { .. } => "bad_magic",
+            CodecError::CrcMismatch { .. } => "crc_mismatch",
+            CodecError::PacketTooLarge { .. } => "packet_too_large",
+            CodecError::LengthSentinel { .. } => "length_sentinel",
+            CodecError::NonZeroCrcForEmpty { .. } => "nonzero_crc_for_empty",
+            CodecError::Truncated { .. } => "truncated",
+            CodecError::WrongSize { .. } => "wrong_size",
+            CodecError::UnknownType(_) => "unknown_type",
+            _ => "codec",
+        }
+    }
+}
+
+impl FrameError {
+    /// The stable name of this error (see [`Error::kind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FrameError::Unmasked { .. } => "unmasked_frame",
+            FrameError::UnexpectedMask { .. } => "masked_frame",
+            FrameError::ReservedBits { .. } => "reserved_bits",
+            FrameError::ReservedOpcode(_) => "reserved_opcode",
+            FrameError::FragmentedControl { .. } => "fragmented_control",
+            FrameError::ControlTooLong { .. } => "control_too_long",
+            FrameError::FrameTooLarge { .. } => "frame_too_large",
+            FrameError::NonMinimalLength { .. } => "non_minimal_length",
+            FrameError::Close(_) => "invalid_close",
+            FrameError::NotUtf8(_) => "invalid_utf8",
+        }
+    }
+}
+
+impl ReassemblyError {
+    /// The stable name of this error (see [`Error::kind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReassemblyError::ContinuationWithoutStart { .. } => "continuation_without_start",
+            ReassemblyError::DataFrameBeforeFin { .. } => "data_frame_before_fin",
+            ReassemblyError::MessageTooLarge { .. } => "message_too_large",
+            ReassemblyError::TooManyFragments { .. } => "too_many_fragments",
+            ReassemblyError::Timeout { .. } => "reassembly_timeout",
+            ReassemblyError::HeaderIncomplete { .. } => "header_incomplete",
+            ReassemblyError::MessageShorterThanPacket { .. } => "message_shorter_than_packet",
+            ReassemblyError::MessageLongerThanPacket { .. } => "message_longer_than_packet",
+            _ => "reassembly",
+        }
+    }
+}

@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod codec;
+pub mod conn;
 pub mod crc;
 pub mod crypto;
 pub mod error;

@@ -47,9 +47,9 @@ impl End {
             End::EofMidPacket { .. } => "eof_mid_packet",
             End::IdleTimeout(_) => "idle_timeout",
             End::Io(_) => "io",
-            End::Codec(e) => codec_kind(e),
-            End::Frame(e) => frame_kind(e),
-            End::Reassembly(e) => reassembly_kind(e),
+            End::Codec(e) => e.kind(),
+            End::Frame(e) => e.kind(),
+            End::Reassembly(e) => e.kind(),
             End::Handshake(_) => "handshake",
             End::Violation(_) => "violation",
             End::Unusable { kind, .. } => kind,
@@ -68,46 +68,5 @@ impl End {
             _ => 1002,
         };
         (code, self.to_string())
-    }
-}
-
-pub(crate) fn codec_kind(e: &CodecError) -> &'static str {
-    match e {
-        CodecError::BadMagic { .. } => "bad_magic",
-        CodecError::CrcMismatch { .. } => "crc_mismatch",
-        CodecError::PacketTooLarge { .. } => "packet_too_large",
-        CodecError::LengthSentinel { .. } => "length_sentinel",
-        CodecError::NonZeroCrcForEmpty { .. } => "nonzero_crc_for_empty",
-        CodecError::Truncated { .. } => "truncated",
-        CodecError::WrongSize { .. } => "wrong_size",
-        CodecError::UnknownType(_) => "unknown_type",
-        _ => "codec",
-    }
-}
-
-pub(crate) fn frame_kind(e: &FrameError) -> &'static str {
-    match e {
-        FrameError::Unmasked { .. } => "unmasked_frame",
-        FrameError::ReservedBits { .. } => "reserved_bits",
-        FrameError::ReservedOpcode(_) => "reserved_opcode",
-        FrameError::FragmentedControl { .. } => "fragmented_control",
-        FrameError::ControlTooLong { .. } => "control_too_long",
-        FrameError::FrameTooLarge { .. } => "frame_too_large",
-        FrameError::NonMinimalLength { .. } => "non_minimal_length",
-        _ => "frame",
-    }
-}
-
-pub(crate) fn reassembly_kind(e: &ReassemblyError) -> &'static str {
-    match e {
-        ReassemblyError::ContinuationWithoutStart { .. } => "continuation_without_start",
-        ReassemblyError::DataFrameBeforeFin { .. } => "data_frame_before_fin",
-        ReassemblyError::MessageTooLarge { .. } => "message_too_large",
-        ReassemblyError::TooManyFragments { .. } => "too_many_fragments",
-        ReassemblyError::Timeout { .. } => "reassembly_timeout",
-        ReassemblyError::HeaderIncomplete { .. } => "header_incomplete",
-        ReassemblyError::MessageShorterThanPacket { .. } => "message_shorter_than_packet",
-        ReassemblyError::MessageLongerThanPacket { .. } => "message_longer_than_packet",
-        _ => "reassembly",
     }
 }

@@ -20,6 +20,7 @@
 mod close;
 mod fragment;
 mod frame;
+mod order;
 mod reassembly;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub use close::{
 };
 pub use fragment::{fragment, Fragmenter, Fragments};
 pub use frame::{encode_frame, FrameDecoder, FrameDecoderConfig, MessageDecoder};
+pub use order::HeadFrameOrder;
 pub use reassembly::{Message, Reassembler, ReassemblerConfig, ReassemblyEvent};
 
 use crate::stream::StreamDecoder;

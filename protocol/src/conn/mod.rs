@@ -1,0 +1,648 @@
+//! One sans-IO ACIP connection for either role: bytes and time in, bytes to transmit and events out.
+//!
+//! ```text
+//!   handle_input(Input::Bytes) ─► TCP: StreamDecoder ───────────────────────────┐
+//!                               └► WS: FrameDecoder ─► control: PING→PONG, CLOSE (validated)
+//!                                                   └► data: feb Reassembler / head HeadFrameOrder+StreamDecoder
+//!                                                                                 ▼
+//!   packets ─► handshake (ClientHandshake / ServerHandshake) ─► Session (decrypt) ─► Event::Packet
+//!   handle_input(Input::Send) ─► Session (encrypt) ─► encode ─► WS: fragment + mask ─► Output::Transmit
+//! ```
+//!
+//! A WebSocket connection starts after the HTTP upgrade (the shell does it: see [`crate::ws`] for frames).
+//! The first error is a [`Event::Violation`]: a WebSocket peer is sent a CLOSE with the code
+//! [`crate::Error::close`] gives, a TCP peer an ERROR_MESSAGE with its code, and the connection is then
+//! dead: later input is ignored and nothing more is transmitted.
+//!
+//! Drain order, documented because shells rely on it: after each `handle_input`, call
+//! [`Conn::poll_output`] until it returns `None`. It yields every pending [`Output::Transmit`] first (in
+//! the order the bytes must go out), then the [`Output::Event`]s in the order they happened. Then arm a
+//! timer for [`Conn::poll_timeout`] and call `handle_input(Input::Timeout, now)` when it fires.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::codec::payloads::ErrorMessage;
+use crate::codec::{Limits, Packet, PacketType};
+use crate::crypto::{
+    ClientHandshake, HandshakeConfig, HandshakeError, HandshakeEvent, ServerHandshake, Session, Transport,
+};
+use crate::stream::StreamDecoder;
+use crate::ws::{
+    close_code, close_payload, encode_frame, feed_head_stream, parse_close, FrameDecoder, FrameDecoderConfig,
+    HeadFrameOrder, OpCode, Reassembler, ReassemblerConfig, ReassemblyEvent, Utf8Validator,
+};
+use crate::{Dialect, Error};
+
+/// Settings of one connection.
+#[derive(Clone, Debug)]
+pub struct ConnConfig {
+    /// Dialect, transport and crypto settings of the handshake; `handshake.transport` is the transport.
+    pub handshake: HandshakeConfig,
+    pub limits: Limits,
+    /// `feb` WebSocket reassembly (timeout, sizes).
+    pub reassembly: ReassemblerConfig,
+    /// WebSocket: cut outgoing messages into frames of at most this many payload bytes (`None`: one frame).
+    pub ws_fragment: Option<usize>,
+    /// Answer ACIP PING packets with PONG (the PING is still reported as an event).
+    pub answer_pings: bool,
+    /// Seed of the WebSocket masking keys a client uses.
+    pub mask_seed: u64,
+}
+
+impl ConnConfig {
+    /// The real defaults for a dialect, transport and handshake seed.
+    pub fn new(dialect: Dialect, transport: Transport, seed: u64) -> Self {
+        let limits = Limits::default();
+        ConnConfig {
+            handshake: HandshakeConfig::new(dialect, transport, seed),
+            limits,
+            reassembly: ReassemblerConfig::from_limits(&limits),
+            ws_fragment: None,
+            answer_pings: true,
+            mask_seed: seed ^ 0x6d61_736b,
+        }
+    }
+
+    fn transport(&self) -> Transport {
+        self.handshake.transport
+    }
+}
+
+/// What goes into a connection.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Bytes read from the socket.
+    Bytes(Bytes),
+    /// The deadline of [`Conn::poll_timeout`] passed.
+    Timeout,
+    /// A packet to send (encrypted when the session is; queued until the handshake is done).
+    Send(Packet),
+    /// Close the connection: a WebSocket CLOSE with this code and reason (TCP: nothing is sent; the shell
+    /// shuts the socket down after draining).
+    Close { code: u16, reason: String },
+}
+
+/// What comes out of a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Bytes to write to the socket, in order.
+    Transmit(Bytes),
+    Event(Event),
+}
+
+/// What happened on a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The handshake ended: `encrypted` says whether packets are now sealed.
+    HandshakeDone { encrypted: bool },
+    /// A packet from the peer (decrypted when it came as ENCRYPTED).
+    Packet(Packet),
+    /// The peer sent a WebSocket CLOSE (answered already) or, on TCP, an ERROR_MESSAGE it closes after.
+    PeerClosed { code: Option<u16>, reason: String },
+    /// The peer broke the protocol; the connection is failed (see the module docs).
+    Violation(Error),
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Handshake,
+    Open,
+    /// We sent a CLOSE and wait for the peer's.
+    Closing,
+    /// Nothing more is read or sent.
+    Closed,
+}
+
+enum Handshake {
+    Client(Box<ClientHandshake>),
+    Server(Box<ServerHandshake>),
+}
+
+impl Handshake {
+    fn handle_packet(&mut self, p: Packet, now: Instant) -> Result<(), HandshakeError> {
+        match self {
+            Handshake::Client(h) => h.handle_packet(p, now),
+            Handshake::Server(h) => h.handle_packet(p, now),
+        }
+    }
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        match self {
+            Handshake::Client(h) => h.handle_timeout(now),
+            Handshake::Server(h) => h.handle_timeout(now),
+        }
+    }
+    fn poll_transmit(&mut self) -> Option<Packet> {
+        match self {
+            Handshake::Client(h) => h.poll_transmit(),
+            Handshake::Server(h) => h.poll_transmit(),
+        }
+    }
+    fn poll_event(&mut self) -> Option<HandshakeEvent> {
+        match self {
+            Handshake::Client(h) => h.poll_event(),
+            Handshake::Server(h) => h.poll_event(),
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Handshake::Client(h) => h.poll_timeout(),
+            Handshake::Server(h) => h.poll_timeout(),
+        }
+    }
+    fn is_complete(&self) -> bool {
+        match self {
+            Handshake::Client(h) => h.is_complete(),
+            Handshake::Server(h) => h.is_complete(),
+        }
+    }
+    fn into_session(self) -> Option<Session> {
+        match self {
+            Handshake::Client(h) => h.into_session(),
+            Handshake::Server(h) => h.into_session(),
+        }
+    }
+}
+
+/// The receive side of the transport.
+enum Framing {
+    Tcp(StreamDecoder),
+    Ws { frames: FrameDecoder, data: WsData, text: Option<Utf8Validator> },
+}
+
+enum WsData {
+    Feb(Reassembler),
+    Head { order: HeadFrameOrder, stream: StreamDecoder },
+}
+
+/// One ACIP connection, either role. See the module docs for the drain order.
+pub struct Conn {
+    config: ConnConfig,
+    is_client: bool,
+    state: State,
+    framing: Framing,
+    handshake: Option<Handshake>,
+    session: Option<Session>,
+    /// TCP after an encrypted handshake: plaintext non-handshake packets are a violation (the real server).
+    enforce_encryption: bool,
+    /// Packets to send once the handshake is done.
+    queued: Vec<Packet>,
+    transmits: VecDeque<Bytes>,
+    events: VecDeque<Event>,
+    masks: ChaCha8Rng,
+    now: Instant,
+    /// Test-only broken variant: forget buffered partial input before every read.
+    #[cfg(test)]
+    pub(crate) broken_forget_partial: bool,
+}
+
+/// A connection in the client role.
+pub type ClientConn = Conn;
+/// A connection in the server role.
+pub type ServerConn = Conn;
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("client", &self.is_client)
+            .field("state", &self.state)
+            .field("encrypted", &self.session.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// A client connection; its first handshake packets (if the transport has the client speak first) are
+    /// ready in [`Conn::poll_output`] at once.
+    pub fn client(config: ConnConfig, now: Instant) -> Conn {
+        let hs = ClientHandshake::new(config.handshake.clone(), now);
+        Conn::new(config, true, Handshake::Client(Box::new(hs)), now)
+    }
+
+    /// A server connection.
+    pub fn server(config: ConnConfig, now: Instant) -> Conn {
+        let hs = ServerHandshake::new(config.handshake.clone(), now);
+        Conn::new(config, false, Handshake::Server(Box::new(hs)), now)
+    }
+
+    fn new(config: ConnConfig, is_client: bool, hs: Handshake, now: Instant) -> Conn {
+        let framing = Conn::framing(&config, is_client);
+        let masks = ChaCha8Rng::seed_from_u64(config.mask_seed);
+        let mut c = Conn {
+            config,
+            is_client,
+            state: State::Handshake,
+            framing,
+            handshake: Some(hs),
+            session: None,
+            enforce_encryption: false,
+            queued: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            masks,
+            now,
+            #[cfg(test)]
+            broken_forget_partial: false,
+        };
+        c.drive_handshake();
+        c
+    }
+
+    fn framing(config: &ConnConfig, is_client: bool) -> Framing {
+        match config.transport() {
+            Transport::Tcp => Framing::Tcp(StreamDecoder::new(config.limits)),
+            Transport::WebSocket => Framing::Ws {
+                frames: FrameDecoder::with_config(FrameDecoderConfig {
+                    max_frame: config.limits.max_ws_frame,
+                    // A server reads masked client frames; a client reads unmasked server frames (5.1).
+                    require_mask: Some(!is_client),
+                    strict_length: false,
+                }),
+                data: match config.handshake.dialect {
+                    Dialect::Feb => WsData::Feb(Reassembler::new(config.reassembly)),
+                    Dialect::Head => WsData::Head {
+                        order: HeadFrameOrder::default(),
+                        stream: StreamDecoder::new(config.limits),
+                    },
+                },
+                text: None,
+            },
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether packets are sealed with a session key.
+    pub fn is_encrypted(&self) -> bool {
+        self.session.is_some()
+    }
+
+    pub fn is_client(&self) -> bool {
+        self.is_client
+    }
+
+    /// Feeds one input at `now`.
+    pub fn handle_input(&mut self, input: Input, now: Instant) {
+        self.now = now;
+        if self.state == State::Closed {
+            return;
+        }
+        match input {
+            Input::Bytes(b) => self.on_bytes(&b),
+            Input::Timeout => self.on_timeout(),
+            Input::Send(p) => {
+                if self.state == State::Handshake {
+                    self.queued.push(p);
+                } else if self.state == State::Open {
+                    self.send_packet(p);
+                }
+            }
+            Input::Close { code, reason } => self.close(code, &reason),
+        }
+    }
+
+    /// The next output; see the module docs for the order.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(Output::Transmit(t));
+        }
+        self.events.pop_front().map(Output::Event)
+    }
+
+    /// When to call `handle_input(Input::Timeout, ..)`: the handshake's next deadline or the `feb`
+    /// reassembly timeout of a message in progress.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Closed {
+            return None;
+        }
+        let hs = self.handshake.as_ref().and_then(Handshake::poll_timeout);
+        let reasm = match &self.framing {
+            Framing::Ws { data: WsData::Feb(r), .. } => r.poll_timeout(),
+            _ => None,
+        };
+        [hs, reasm].into_iter().flatten().min()
+    }
+
+    fn on_timeout(&mut self) {
+        let now = self.now;
+        if let Some(hs) = self.handshake.as_mut() {
+            if let Err(e) = hs.handle_timeout(now) {
+                return self.fail(e.into());
+            }
+        }
+        if let Framing::Ws { data: WsData::Feb(r), .. } = &mut self.framing {
+            if let Err(e) = r.handle_timeout(now) {
+                self.fail(e.into());
+            }
+        }
+    }
+
+    fn on_bytes(&mut self, bytes: &[u8]) {
+        #[cfg(test)]
+        if self.broken_forget_partial {
+            self.framing = Conn::framing(&self.config, self.is_client);
+        }
+        let now = self.now;
+        let mut packets: Vec<Packet> = Vec::new();
+        let mut failure: Option<Error> = None;
+        let mut controls: Vec<(OpCode, Bytes)> = Vec::new();
+        match &mut self.framing {
+            Framing::Tcp(stream) => {
+                stream.handle_bytes(bytes);
+                while let Some(p) = stream.poll_packet() {
+                    match p {
+                        Ok(p) => packets.push(p),
+                        Err(e) => {
+                            failure = Some(e.into());
+                            break;
+                        }
+                    }
+                }
+            }
+            Framing::Ws { frames, data, text } => {
+                frames.handle_bytes(bytes);
+                while let Some(f) = frames.poll_frame() {
+                    let frame = match f {
+                        Ok(f) => f,
+                        Err(e) => {
+                            failure = Some(e.into());
+                            break;
+                        }
+                    };
+                    if frame.opcode.is_control() {
+                        controls.push((frame.opcode, frame.payload.clone()));
+                        if frame.opcode == OpCode::Close {
+                            break;
+                        }
+                        continue;
+                    }
+                    // RFC 6455 8.1: TEXT is checked fragment by fragment and failed at the bad one.
+                    if frame.opcode == OpCode::Text {
+                        *text = Some(Utf8Validator::new());
+                    } else if frame.opcode == OpCode::Binary {
+                        *text = None;
+                    }
+                    if let Some(v) = text.as_mut() {
+                        if let Err(e) = v.push(&frame.payload, frame.fin) {
+                            failure = Some(crate::ws::FrameError::from(e).into());
+                            break;
+                        }
+                        if frame.fin {
+                            *text = None;
+                        }
+                    }
+                    let r = match data {
+                        WsData::Feb(reasm) => match reasm.handle_frame(frame, now) {
+                            Ok(Some(ReassemblyEvent::Message(m))) => {
+                                Packet::decode_exact(m.data, &self.config.limits)
+                                    .map(|p| packets.push(p))
+                                    .map_err(Error::from)
+                            }
+                            Ok(_) => Ok(()),
+                            Err(e) => Err(e.into()),
+                        },
+                        WsData::Head { order, stream } => match order.check(&frame) {
+                            Err(e) => Err(e.into()),
+                            Ok(()) => {
+                                feed_head_stream(&frame, stream);
+                                let mut r = Ok(());
+                                while let Some(p) = stream.poll_packet() {
+                                    match p {
+                                        Ok(p) => packets.push(p),
+                                        Err(e) => {
+                                            r = Err(e.into());
+                                            break;
+                                        }
+                                    }
+                                }
+                                r
+                            }
+                        },
+                    };
+                    if let Err(e) = r {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        // Packets decoded before a later control frame or error are handled first, in wire order; a CLOSE
+        // or PING among data frames keeps its place relative to the packets around it only loosely
+        // (controls are handled after this read's packets), which no ACIP peer depends on.
+        for p in packets {
+            if self.state == State::Closed {
+                return;
+            }
+            self.on_packet(p);
+        }
+        for (op, payload) in controls {
+            if self.state == State::Closed {
+                return;
+            }
+            self.on_control(op, &payload);
+        }
+        if let Some(e) = failure {
+            self.fail(e);
+        }
+    }
+
+    fn on_control(&mut self, op: OpCode, payload: &[u8]) {
+        match op {
+            OpCode::Ping => self.push_frame(OpCode::Pong, true, payload),
+            OpCode::Close => match parse_close(payload) {
+                Ok(c) => {
+                    if self.state != State::Closing {
+                        // Echo the code (an empty CLOSE is answered with 1000: 1005 is never sent).
+                        let reply = close_payload(c.code.unwrap_or(close_code::NORMAL), "");
+                        self.push_frame(OpCode::Close, true, &reply);
+                    }
+                    self.events.push_back(Event::PeerClosed { code: c.code, reason: c.reason });
+                    self.state = State::Closed;
+                }
+                Err(e) => self.fail(crate::ws::FrameError::from(e).into()),
+            },
+            _ => {}
+        }
+    }
+
+    fn on_packet(&mut self, p: Packet) {
+        if let Some(hs) = self.handshake.as_mut() {
+            if let Err(e) = hs.handle_packet(p, self.now) {
+                return self.fail(e.into());
+            }
+            return self.drive_handshake();
+        }
+        let p = if p.packet_type == PacketType::ENCRYPTED {
+            match &self.session {
+                Some(s) => match s.decrypt(&p) {
+                    Ok(inner) => inner,
+                    Err(e) => return self.fail(e.into()),
+                },
+                None => return self.fail(crate::crypto::CryptoError::NotEncrypted(p.packet_type).into()),
+            }
+        } else if let Some(s) = self.session.as_mut().filter(|_| p.packet_type.is_handshake()) {
+            // REKEY_* after the handshake: ignored, the old key is kept (4.8); other handshake types fail.
+            if let Err(e) = s.handle_rekey(&p) {
+                return self.fail(e.into());
+            }
+            return;
+        } else if self.enforce_encryption {
+            return self.fail(crate::crypto::CryptoError::NotEncrypted(p.packet_type).into());
+        } else {
+            p
+        };
+        self.deliver(p);
+    }
+
+    fn deliver(&mut self, p: Packet) {
+        if p.packet_type == PacketType::PING && self.config.answer_pings {
+            self.send_packet(Packet::empty(PacketType::PONG));
+        }
+        if p.packet_type == PacketType::ERROR_MESSAGE && self.config.transport() == Transport::Tcp {
+            if let Ok(m) = ErrorMessage::decode(&p.payload) {
+                self.events.push_back(Event::Packet(p));
+                self.events.push_back(Event::PeerClosed { code: None, reason: m.message });
+                return;
+            }
+        }
+        self.events.push_back(Event::Packet(p));
+    }
+
+    /// Sends what the handshake has queued and reports its events; on completion, takes the session.
+    fn drive_handshake(&mut self) {
+        let Some(hs) = self.handshake.as_mut() else { return };
+        let mut out = Vec::new();
+        while let Some(p) = hs.poll_transmit() {
+            out.push(p);
+        }
+        let mut early = Vec::new();
+        let mut failed = None;
+        while let Some(ev) = hs.poll_event() {
+            match ev {
+                HandshakeEvent::EarlyPacket(p) => early.push(p),
+                HandshakeEvent::PlaintextClient { first_packet } => early.push(first_packet),
+                HandshakeEvent::AuthFailed { reason } => failed = Some(HandshakeError::AuthFailed { reason }),
+                HandshakeEvent::Completed { .. } => {}
+            }
+        }
+        let complete = hs.is_complete();
+        for p in out {
+            self.push_packet(&p);
+        }
+        if let Some(e) = failed {
+            return self.fail(e.into());
+        }
+        if complete {
+            let hs = self.handshake.take().expect("handshake present");
+            self.session = hs.into_session();
+            self.enforce_encryption =
+                self.session.is_some() && self.config.transport() == Transport::Tcp && !self.is_client;
+            self.state = State::Open;
+            self.events.push_back(Event::HandshakeDone { encrypted: self.session.is_some() });
+        }
+        for p in early {
+            self.deliver(p);
+        }
+        if complete {
+            for p in std::mem::take(&mut self.queued) {
+                self.send_packet(p);
+            }
+        }
+    }
+
+    /// Sends an application packet: sealed when the session is encrypted and the type is not plain-only.
+    fn send_packet(&mut self, p: Packet) {
+        let p = match self.session.as_mut() {
+            Some(s) if !p.packet_type.is_handshake() => match s.encrypt(&p) {
+                Ok(e) => e,
+                Err(e) => return self.fail(e.into()),
+            },
+            _ => p,
+        };
+        self.push_packet(&p);
+    }
+
+    fn push_packet(&mut self, p: &Packet) {
+        let wire = p.encode();
+        match self.config.transport() {
+            Transport::Tcp => self.transmits.push_back(Bytes::from(wire)),
+            Transport::WebSocket => {
+                let size = self.config.ws_fragment.unwrap_or(usize::MAX).max(1);
+                let mut out = Vec::with_capacity(wire.len() + 14 * (wire.len() / size + 1));
+                let mut chunks = wire.chunks(size).peekable();
+                let mut op = OpCode::Binary;
+                while let Some(c) = chunks.next() {
+                    let mask = self.mask();
+                    encode_frame(op, chunks.peek().is_none(), mask, c, &mut out);
+                    op = OpCode::Continuation;
+                }
+                self.transmits.push_back(Bytes::from(out));
+            }
+        }
+    }
+
+    fn mask(&mut self) -> Option<[u8; 4]> {
+        self.is_client.then(|| self.masks.next_u32().to_be_bytes())
+    }
+
+    fn push_frame(&mut self, op: OpCode, fin: bool, payload: &[u8]) {
+        let mask = self.mask();
+        let mut out = Vec::with_capacity(payload.len() + 14);
+        encode_frame(op, fin, mask, payload, &mut out);
+        self.transmits.push_back(Bytes::from(out));
+    }
+
+    fn close(&mut self, code: u16, reason: &str) {
+        match self.config.transport() {
+            Transport::WebSocket if self.state != State::Closing => {
+                self.push_frame(OpCode::Close, true, &close_payload(code, reason));
+                self.state = State::Closing;
+            }
+            Transport::WebSocket => {}
+            Transport::Tcp => self.state = State::Closed,
+        }
+    }
+
+    /// Fails the connection: tells the peer why (WebSocket CLOSE or TCP ERROR_MESSAGE) and stops.
+    fn fail(&mut self, e: Error) {
+        if self.state == State::Closed {
+            return;
+        }
+        let advice = e.close();
+        match self.config.transport() {
+            Transport::WebSocket => {
+                if self.state != State::Closing {
+                    self.push_frame(
+                        OpCode::Close,
+                        true,
+                        &close_payload(advice.ws_close_code, &e.to_string()),
+                    );
+                }
+            }
+            // Framing errors close a TCP connection silently, as the real peers do (ACIP-SPEC.md 1.4): the
+            // byte stream has no boundary left to put a packet on.
+            Transport::Tcp if matches!(e, Error::Codec(_)) => {}
+            Transport::Tcp => {
+                let mut payload = Vec::new();
+                ErrorMessage::new(advice.error_code, &e.to_string()).encode_into(&mut payload);
+                // Plain: an ERROR_MESSAGE about a failed session cannot rely on it.
+                self.transmits
+                    .push_back(Bytes::from(Packet::new(PacketType::ERROR_MESSAGE, payload).encode()));
+            }
+        }
+        self.events.push_back(Event::Violation(e));
+        self.state = State::Closed;
+        self.handshake = None;
+    }
+}
