@@ -5,6 +5,7 @@ pub mod capture;
 pub mod cli;
 pub mod conformance;
 pub mod error;
+pub mod peer;
 pub mod replay;
 pub mod report;
 pub mod repro;

@@ -270,7 +270,7 @@ impl Conn {
             Transport::Tcp => Vec::new(),
             Transport::WebSocket => tokio::time::timeout(
                 CONNECT_TIMEOUT,
-                upgrade(&mut stream, &target.host(), target.endpoint.path()),
+                crate::peer::upgrade(&mut stream, &target.host(), target.endpoint.path()),
             )
             .await
             .map_err(|_| "HTTP upgrade timed out".to_string())??,
@@ -484,46 +484,6 @@ impl Conn {
         }
         Ok(())
     }
-}
-
-/// The HTTP upgrade (RFC 6455 4.1), asking for subprotocol `acip` (ACIP-SPEC.md 6.2). Returns the bytes
-/// that followed the response head.
-async fn upgrade(stream: &mut tokio::net::TcpStream, host: &str, path: &str) -> Result<Vec<u8>, String> {
-    let key = tungstenite::handshake::client::generate_key();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: acip\r\n\r\n"
-    );
-    stream.write_all(req.as_bytes()).await.map_err(|e| format!("upgrade request: {e}"))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let end = loop {
-        let n = stream.read(&mut chunk).await.map_err(|e| format!("upgrade response: {e}"))?;
-        if n == 0 {
-            return Err("connection closed during the HTTP upgrade".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 16 * 1024 {
-            return Err("HTTP response head over 16 KiB".into());
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    let status = head.lines().next().unwrap_or("");
-    if !status.starts_with("HTTP/1.1 101") {
-        return Err(format!("upgrade refused: {status:?}"));
-    }
-    let want = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let accept = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case("sec-websocket-accept").then(|| v.trim().to_string())
-    });
-    if accept.as_deref() != Some(want.as_str()) {
-        return Err(format!("bad Sec-WebSocket-Accept {accept:?}"));
-    }
-    Ok(buf[end..].to_vec())
 }
 
 /// The reader task: frames (WebSocket) and packets (both) from the server, as events.

@@ -167,7 +167,7 @@ async fn one_writer(o: &mut Outcome, frames: u64, seed: u64) {
 
 /// What the server answers to the capture's 4096-byte FIN=1 message (after joining, as in the capture).
 async fn probe_sigabrt(addr: std::net::SocketAddr, seed: u64) -> Result<Seen, String> {
-    let mut p = WsPeer::connect(addr, (seed as u32).to_be_bytes()).await?;
+    let mut p = WsPeer::ws_plain(addr, (seed as u32).to_be_bytes()).await?;
     p.join(Dialect::Feb, (80, 24), 30, SETTLE).await.map_err(|s| format!("join: {s}"))?;
     // The capture's frame as it was on the wire (masked, 4104 bytes with its header).
     p.send_raw(SIGABRT_MESSAGE).await.map_err(|e| format!("send: {e}"))?;

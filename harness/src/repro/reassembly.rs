@@ -27,7 +27,7 @@ struct Sent {
 }
 
 async fn slow_message(addr: SocketAddr, fragment: usize, seed: u64) -> Result<Sent, String> {
-    let mut p = WsPeer::connect(addr, (seed as u32).to_be_bytes()).await?;
+    let mut p = WsPeer::ws_plain(addr, (seed as u32).to_be_bytes()).await?;
     p.join(Dialect::Feb, (80, 24), 30, SETTLE).await.map_err(|s| format!("join: {s}"))?;
     let bytes = pattern_frame(320, 240, 0, 0).encode();
     let chunks: Vec<&[u8]> = bytes.chunks(fragment).collect();
@@ -49,7 +49,7 @@ async fn slow_message(addr: SocketAddr, fragment: usize, seed: u64) -> Result<Se
         Err(other) => other,
     };
     if matches!(answer, Seen::Packet(_)) {
-        p.close(SETTLE).await;
+        p.close_normally(SETTLE).await;
     }
     Ok(Sent { fragments: chunks.len(), write_errors, answer, took })
 }

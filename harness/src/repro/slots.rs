@@ -31,13 +31,13 @@ struct Cycles {
 
 /// One session: upgrade, join, close. `Err` is the server's refusal (or whatever went wrong).
 async fn session(addr: std::net::SocketAddr, mask: [u8; 4]) -> Result<(), String> {
-    let mut p = WsPeer::connect(addr, mask).await?;
+    let mut p = WsPeer::ws_plain(addr, mask).await?;
     match p.join(Dialect::Feb, (80, 24), 30, SESSION_WAIT).await {
         Ok(()) => {}
         Err(Seen::Close { code, reason }) => return Err(format!("close {code} {reason:?}")),
         Err(other) => return Err(other.to_string()),
     }
-    p.close(SESSION_WAIT).await;
+    p.close_normally(SESSION_WAIT).await;
     Ok(())
 }
 

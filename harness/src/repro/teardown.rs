@@ -121,12 +121,12 @@ async fn vanisher(ws: SocketAddr, tcp: SocketAddr, kind: Vanish, mut rng: ChaCha
             vanish(s, reset);
         }
         Vanish::AfterUpgrade => {
-            if let Ok(p) = WsPeer::connect(ws, mask).await {
+            if let Ok(p) = WsPeer::ws_plain(ws, mask).await {
                 vanish(p.stream, reset);
             }
         }
         Vanish::MidFragment => {
-            let Ok(mut p) = WsPeer::connect(ws, mask).await else { return };
+            let Ok(mut p) = WsPeer::ws_plain(ws, mask).await else { return };
             if p.join(Dialect::Feb, (80, 24), 30, STEP).await.is_ok() {
                 let frame = pattern_frame(320, 240, 0, 0xdead).encode();
                 let n = rng.gen_range(1..20usize);
@@ -140,7 +140,7 @@ async fn vanisher(ws: SocketAddr, tcp: SocketAddr, kind: Vanish, mut rng: ChaCha
             vanish(p.stream, reset);
         }
         Vanish::WhileServerWrites => {
-            let Ok(mut p) = WsPeer::connect(ws, mask).await else { return };
+            let Ok(mut p) = WsPeer::ws_plain(ws, mask).await else { return };
             // A large terminal at 60 fps: the server renders the streamers' frames for us; we stop
             // reading and vanish while it writes.
             if p.join(Dialect::Feb, (200, 60), 60, STEP).await.is_ok() {
@@ -149,7 +149,7 @@ async fn vanisher(ws: SocketAddr, tcp: SocketAddr, kind: Vanish, mut rng: ChaCha
             vanish(p.stream, reset);
         }
         Vanish::AfterClose => {
-            let Ok(mut p) = WsPeer::connect(ws, mask).await else { return };
+            let Ok(mut p) = WsPeer::ws_plain(ws, mask).await else { return };
             if p.join(Dialect::Feb, (80, 24), 30, STEP).await.is_ok() {
                 let _ = p.send_frame(OpCode::Close, true, &1000u16.to_be_bytes()).await;
             }
@@ -279,9 +279,9 @@ impl SideRun {
 
 /// One client that joins and leaves cleanly over WebSocket; `true` once the server has torn it down.
 async fn warm_up(srv: &reference_server::ServerHandle, ws: SocketAddr, seed: u64) -> bool {
-    let Ok(mut p) = WsPeer::connect(ws, (seed as u32).to_be_bytes()).await else { return false };
+    let Ok(mut p) = WsPeer::ws_plain(ws, (seed as u32).to_be_bytes()).await else { return false };
     let joined = p.join(Dialect::Feb, (80, 24), 30, STEP).await.is_ok();
-    p.close(STEP).await;
+    p.close_normally(STEP).await;
     joined && srv.wait_until(SETTLE, |s| s.connections() == 0).await
 }
 
