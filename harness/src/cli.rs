@@ -1,7 +1,82 @@
-//! What the subcommands share on the command line beyond `acip::cli` (the duration grammar, the target URL
-//! and the directory stamp): where a report goes when `--out` is not given.
+//! The `harness` command line ([`Cli`], one variant per subcommand, each `--help` with examples) and what
+//! the subcommands share on it beyond `acip::cli` (the duration grammar, the target URL and the directory
+//! stamp): where a report goes when `--out` is not given. In the library so that tests can check every
+//! documented command line against it.
 
 use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::{conformance, replay, report, repro, soak, supervise, symbolize};
+
+/// Exit codes, as `harness --help` prints them (README, "Exit codes").
+pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 a verdict failed; 2 usage; 3 bad input file; 4 I/O; \
+5 protocol error; 6 target unreachable (nothing accepts connections there, no case was run); 7 soak: the \
+load generator fell behind its schedule (see --allow-behind).";
+
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, about = "Diagnostics and test harness for ACIP (ascii-chat)", after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Many reference clients against a server, with per-stage latency histograms and reports.
+    #[command(after_help = "Examples:
+  harness soak --clients 64 --duration 30s
+  harness soak --clients 8 --encrypt --transport tcp --duration 10s --seed 1
+  harness soak --clients 16 --target ws://127.0.0.1:27226 --dialect head --duration 20s")]
+    Soak(soak::Args),
+    /// Dissect pcap/pcapng captures of ACIP, flag anomalies, and replay them against a live server.
+    #[command(after_help = "Examples:
+  harness replay corpus/captures/old087fa71_ws_fragment_sigabrt.pcap --timeline
+  harness replay capture.pcap --json --stall-threshold 20ms
+  harness replay capture.pcap --against ws://127.0.0.1:27226 --fast")]
+    Replay(replay::Args),
+    /// Reproduce each known ascii-chat failure beside its fix, with a verdict.
+    #[command(after_help = "Examples:
+  harness repro all --quick
+  harness repro teardown-race --seed 42
+  harness repro fragment-interleave --target ws://127.0.0.1:27226")]
+    Repro(repro::Args),
+    /// A WebSocket fragmentation and robustness suite for any ACIP server.
+    #[command(after_help = "Examples:
+  harness conformance ws://127.0.0.1:27226
+  harness conformance tcp://127.0.0.1:27224 --dialect head --encrypting-server --cases 1.1,2.1 --json")]
+    Conformance(conformance::Args),
+    /// Render or compare reports.
+    #[command(after_help = "Examples:
+  harness report render target/harness/soak/20261203T120000Z-1
+  harness report compare reports/baseline/soak-ws-16 target/new --max-regression p99=10%")]
+    Report(report::Args),
+    /// Run a system under test and write a crash report if it dies.
+    #[command(after_help = "Examples:
+  harness supervise --out target/crash -- ./ascii-chat server --port 27224
+  harness supervise -- cargo run -p reference-server -- --fault stale-callback")]
+    Supervise(supervise::Args),
+    /// Turn raw backtrace addresses into object, function, file and line.
+    #[command(after_help = "Examples:
+  harness symbolize --pid 4242 0x5555555551a9 0x7ffff7a2d0b3
+  harness symbolize --maps target/crash/maps.txt --log server.log --json")]
+    Symbolize(symbolize::Args),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> crate::Result<std::process::ExitCode> {
+        match self.command {
+            Command::Soak(a) => soak::run(a),
+            Command::Replay(a) => replay::run(a),
+            Command::Repro(a) => repro::run(a),
+            Command::Conformance(a) => conformance::run(a),
+            Command::Report(a) => report::run(a),
+            Command::Supervise(a) => supervise::run(a),
+            Command::Symbolize(a) => symbolize::run(a),
+        }
+    }
+}
 
 /// `<target>/harness/<command>/<UTC time>[-<suffix>]` under the build's target directory (git-ignored):
 /// `CARGO_TARGET_DIR` when set, else the workspace's `target/`.

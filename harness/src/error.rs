@@ -24,7 +24,19 @@ pub enum Error {
     /// The run completed but its verdict is a failure (exit 1): lost frames, a regression, a failed scenario.
     #[error("{0}")]
     Verdict(String),
+    /// Nothing accepts connections at the target (exit 6): no case was run.
+    #[error("target unreachable: nothing accepts connections at {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    /// A soak whose load generator fell behind its schedule (exit 7): its latencies measure the harness,
+    /// not the server (`--allow-behind` accepts such a run).
+    #[error("{0}")]
+    Behind(String),
 }
+
+/// Exit code of [`Error::Unreachable`].
+pub const EXIT_UNREACHABLE: u8 = 6;
+/// Exit code of [`Error::Behind`].
+pub const EXIT_BEHIND: u8 = 7;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -41,6 +53,8 @@ impl Error {
             Error::Input { .. } => 3,
             Error::Io { .. } => 4,
             Error::Acip(_) => 5,
+            Error::Unreachable { .. } => EXIT_UNREACHABLE,
+            Error::Behind(_) => EXIT_BEHIND,
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod conformance;
 pub mod error;
 pub mod peer;
+pub mod probe;
 pub mod replay;
 pub mod report;
 pub mod repro;

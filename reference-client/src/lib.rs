@@ -17,6 +17,7 @@
 //! native client's SIGABRT (ACIP-SPEC.md section 8).
 
 pub mod bench;
+pub mod cli;
 mod client;
 mod error;
 mod report;

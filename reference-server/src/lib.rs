@@ -65,6 +65,7 @@
 //! - The ASCII rendering is plain luminance art without ANSI colour (ACIP-SPEC.md 11.4 is open).
 //! - The identity-key server does not wait for CRYPTO_CLIENT_HELLO (see `acip::crypto::handshake`).
 
+pub mod cli;
 mod config;
 mod conn;
 mod crypto;

@@ -3,113 +3,11 @@
 //! are documented in the library (`reference_server::exit_code`).
 
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use reference_server::{exit_code, read_keys, ServerConfig, ServerError};
-
-/// A byte-compatible ACIP (ascii-chat) server with fault emulation and per-stage timing.
-#[derive(Debug, Parser)]
-#[command(name = "reference-server", version)]
-struct Args {
-    /// TCP listen address ("off" disables it).
-    #[arg(long, default_value = "127.0.0.1:27224")]
-    tcp: String,
-    /// WebSocket listen address, also serving GET /health and /stats ("off" disables it).
-    #[arg(long, default_value = "127.0.0.1:27226")]
-    ws: String,
-    /// Which ascii-chat generation to speak: feb or head.
-    #[arg(long, default_value = "feb")]
-    dialect: acip::Dialect,
-    /// Offer the crypto handshake (default).
-    #[arg(long, overrides_with = "no_encrypt")]
-    encrypt: bool,
-    /// Plaintext only on TCP (the real `--no-encrypt --no-auth`).
-    #[arg(long)]
-    no_encrypt: bool,
-    /// Password authentication (8..=256 bytes).
-    #[arg(long)]
-    password: Option<String>,
-    /// Ed25519 identity seed: a file of 64 hex digits or 32 raw bytes.
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// Client whitelist: one hex Ed25519 public key per line.
-    #[arg(long)]
-    client_keys: Option<PathBuf>,
-    /// Active-client limit (1..=99).
-    #[arg(long, default_value_t = reference_server::DEFAULT_MAX_CLIENTS)]
-    max_clients: usize,
-    /// Drop a silent peer after this long (TCP and WebSocket), e.g. 1s, 500ms.
-    #[arg(long, value_parser = acip::cli::parse_duration)]
-    idle_timeout: Option<Duration>,
-    /// FEB WebSocket reassembly timeout, e.g. 100ms (the old value) or 2s (the fix, default).
-    #[arg(long, value_parser = acip::cli::parse_duration)]
-    reassembly_timeout: Option<Duration>,
-    /// Split outbound WebSocket messages into frames of this many bytes (the FEB server used 262144).
-    #[arg(long)]
-    ws_fragment: Option<usize>,
-    /// Fault to emulate: slot-leak, rx-pause, no-reuseaddr, early-ready, stale-callback (repeatable).
-    #[arg(long = "fault")]
-    faults: Vec<String>,
-    /// Plain RFC 6455 echo on the WebSocket port (no ACIP).
-    #[arg(long)]
-    echo: bool,
-    /// Also write the READY line to this file.
-    #[arg(long)]
-    ready_file: Option<PathBuf>,
-    /// Retry a failed bind this many times with backoff.
-    #[arg(long, default_value_t = 0)]
-    bind_retries: u32,
-    /// IPV6_V6ONLY for IPv6 listeners (always set explicitly).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    v6only: bool,
-    /// Seed of the handshake RNGs (default: from the OS).
-    #[arg(long)]
-    seed: Option<u64>,
-}
-
-fn parse_addr(s: &str) -> Result<Option<SocketAddr>, ServerError> {
-    if s == "off" {
-        return Ok(None);
-    }
-    s.parse().map(Some).map_err(|e| ServerError::Config(format!("bad address {s:?}: {e}")))
-}
-
-fn config(args: Args) -> Result<ServerConfig, ServerError> {
-    let mut c = ServerConfig::standard_ports();
-    c.tcp = parse_addr(&args.tcp)?;
-    c.ws = parse_addr(&args.ws)?;
-    c.dialect = args.dialect;
-    c.encrypt = !args.no_encrypt;
-    c.password = args.password;
-    if let Some(path) = &args.key {
-        c.identity_seed = Some(read_keys(path)?[0]);
-    }
-    if let Some(path) = &args.client_keys {
-        c.client_keys = read_keys(path)?;
-    }
-    c.max_clients = args.max_clients;
-    if let Some(d) = args.idle_timeout {
-        c.tcp_idle_timeout = d;
-        c.ws_idle_timeout = d;
-    }
-    if let Some(d) = args.reassembly_timeout {
-        c.reassembly_timeout = d;
-    }
-    c.ws_fragment = args.ws_fragment;
-    for f in &args.faults {
-        c.faults.enable(f).map_err(ServerError::Config)?;
-    }
-    c.echo = args.echo;
-    c.ready_file = args.ready_file;
-    c.bind_retries = args.bind_retries;
-    c.v6only = args.v6only;
-    c.rng_seed = args.seed;
-    Ok(c)
-}
+use reference_server::cli::{config, Args};
+use reference_server::{exit_code, ServerError};
 
 async fn run(args: Args) -> Result<(), ServerError> {
     use tokio::signal::unix::{signal, SignalKind};

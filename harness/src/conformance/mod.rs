@@ -145,6 +145,7 @@ pub fn summary_text(r: &SuiteReport) -> String {
 pub fn run(args: Args) -> crate::Result<ExitCode> {
     let target =
         Target::parse(&args.target, args.dialect, args.encrypting_server).map_err(crate::Error::Usage)?;
+    crate::probe::probe(&args.target, target.addr())?;
     if args.jobs == 0 {
         return Err(crate::Error::Usage("--jobs must be at least 1".into()));
     }

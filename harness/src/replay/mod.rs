@@ -71,6 +71,7 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
             (false, None) => live::Pace::Speed(1.0),
         };
         let target = live::parse_target(url).map_err(crate::Error::Usage)?;
+        crate::probe::probe(url, target.addr())?;
         let report = live::replay(&dissection, &data, &config, &target, pace)?;
         emit(args.json, &report, || report.render())?;
         return Ok(if report.sessions.iter().all(|s| s.divergences.is_empty()) {

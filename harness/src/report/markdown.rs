@@ -12,6 +12,9 @@ pub fn render(r: &Report) -> String {
     s
 }
 
+/// Settings shown in the report's first table rather than in "Settings".
+const HEADER_SETTINGS: [&str; 2] = ["seed", "duration"];
+
 fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "# {}\n", r.title)?;
     let verdict = if r.verdict.passed { "PASS" } else { "FAIL" };
@@ -24,7 +27,10 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "| kind | {} |", r.kind)?;
     writeln!(s, "| command | `harness {}` |", r.arguments.join(" "))?;
     writeln!(s, "| seed | {} |", r.seed)?;
-    writeln!(s, "| duration | {:.3} s |", r.duration_s)?;
+    match r.settings.get("duration") {
+        Some(asked) => writeln!(s, "| duration | {:.3} s (asked: {}) |", r.duration_s, cell(asked))?,
+        None => writeln!(s, "| duration | {:.3} s |", r.duration_s)?,
+    }
     let v = &r.versions;
     let git = v.git_describe.as_deref().unwrap_or("unknown");
     writeln!(s, "| versions | harness {} ({}), git {} |", v.harness, v.profile, git)?;
@@ -45,7 +51,8 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
 
     if !r.settings.is_empty() {
         writeln!(s, "## Settings\n\n| setting | value |\n|---|---|")?;
-        for (k, v) in &r.settings {
+        // Seed and duration are in the table above; a setting is listed once.
+        for (k, v) in r.settings.iter().filter(|(k, _)| !HEADER_SETTINGS.contains(&k.as_str())) {
             writeln!(s, "| {k} | {} |", cell(v))?;
         }
         writeln!(s)?;
@@ -179,4 +186,24 @@ fn write_series(s: &mut String, series: &[Series]) -> std::fmt::Result {
 /// A table cell: pipes escaped, newlines flattened.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_setting_is_printed_twice() {
+        let mut r = Report::new("soak", "t", vec![], 7);
+        r.duration_s = 10.25;
+        for (k, v) in [("seed", "7"), ("duration", "10s"), ("clients", "64"), ("fps", "30")] {
+            r.settings.insert(k.into(), v.into());
+        }
+        let md = render(&r);
+        for key in ["seed", "duration", "clients", "fps"] {
+            let rows = md.lines().filter(|l| l.starts_with(&format!("| {key} |"))).count();
+            assert_eq!(rows, 1, "{key} appears in {rows} rows:\n{md}");
+        }
+        assert!(md.contains("| duration | 10.250 s (asked: 10s) |"), "{md}");
+    }
 }

@@ -37,11 +37,15 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Re-render report.html and summary.md from DIR/report.json (no measuring).
+    #[command(after_help = "Examples:\n  harness report render target/harness/soak/20261203T120000Z-1")]
     Render {
         /// A report directory (or a report.json file).
         dir: PathBuf,
     },
     /// Compare two reports: per-stage, per-percentile deltas; exit 1 on a regression.
+    #[command(after_help = "Examples:
+  harness report compare reports/baseline/soak-ws-16 target/new --max-regression p99=10%
+  harness report compare base new --max-regression end_to_end.p99.9=25% --noise-floor 200 --json")]
     Compare {
         /// The baseline report (directory or report.json).
         base: PathBuf,

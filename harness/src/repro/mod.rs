@@ -320,6 +320,12 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         now.as_nanos() as u64 ^ u64::from(std::process::id())
     });
+    if let Some(url) = &args.target {
+        let t = url
+            .parse::<reference_client::Target>()
+            .map_err(|e| crate::Error::Usage(format!("--target {url}: {e}")))?;
+        crate::probe::probe(url, t.addr())?;
+    }
     let opts = Options { quick: args.quick, seed, target: args.target.clone() };
     let out =
         args.out.clone().unwrap_or_else(|| crate::cli::default_out_dir("repro", Some(&seed.to_string())));

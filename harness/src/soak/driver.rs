@@ -147,6 +147,7 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
     let (server, target) = match &args.target {
         Some(url) => {
             let t: Target = url.parse().map_err(|e| crate::Error::Usage(format!("--target {url}: {e}")))?;
+            crate::probe::probe(url, t.addr())?;
             report.notes.push(format!(
                 "external target {t}: server-side stages, frame loss and slot accounting are measured only \
                  by the embedded server and are absent"

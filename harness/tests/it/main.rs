@@ -3,7 +3,9 @@
 
 mod conformance;
 mod diag;
+mod docs;
 mod replay;
 mod report;
 mod repro;
 mod soak;
+mod unreachable;

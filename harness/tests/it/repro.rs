@@ -139,14 +139,19 @@ fn the_binary_writes_the_shared_report_and_exits_0_on_a_pass() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// A probe that cannot measure (nothing listens at the target) is a failed scenario: exit 1, the
-/// reason in the report.
+/// A probe that cannot measure (the target accepts every connection and closes it at once, so no
+/// WebSocket session exists) is a failed scenario: exit 1, the reason in the report. (A target where
+/// nothing listens at all is "unreachable", exit 6: see `unreachable.rs`.)
 #[test]
 fn a_scenario_that_cannot_measure_fails_with_exit_1() {
     let out = temp_dir("fail");
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}", dead.local_addr().unwrap());
-    drop(dead);
+    std::thread::spawn(move || {
+        for s in dead.incoming() {
+            drop(s);
+        }
+    });
     let o = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(["repro", "reassembly-timeout", "--quick", "--target", &url, "--out"])
         .arg(&out)
