@@ -96,6 +96,7 @@ impl SuiteReport {
                     .into(),
             ],
             hlog_files: vec![],
+            load: None,
             verdict: Verdict::from_reasons(failed),
         }
     }

@@ -120,7 +120,8 @@ mod tests {
             tables: vec![],
             notes: vec![],
             hlog_files: vec![],
-            verdict: Verdict { passed: true, reasons: vec![] },
+            load: None,
+            verdict: Verdict { passed: true, reasons: vec![], behind: None },
         };
         let rows = vec![CaseRow {
             id: "2.1.3".into(),

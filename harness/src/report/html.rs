@@ -30,11 +30,15 @@ fn write_page(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "<title>{}</title>", esc(&r.title))?;
     writeln!(s, "<style>{CSS}</style></head><body>")?;
     writeln!(s, "<h1>{}</h1>", esc(&r.title))?;
-    let (class, word) = if r.verdict.passed { ("pass", "PASS") } else { ("fail", "FAIL") };
+    let word = r.verdict.outcome();
+    let class = if word == "PASS" { "pass" } else { "fail" };
     writeln!(s, "<p class=\"verdict {class}\">Verdict: {word}</p>")?;
-    if !r.verdict.reasons.is_empty() {
+    if let Some(l) = &r.load {
+        writeln!(s, "<p>Load: {}.</p>", esc(&l.describe()))?;
+    }
+    if !r.verdict.reasons.is_empty() || r.verdict.behind.is_some() {
         writeln!(s, "<ul>")?;
-        for reason in &r.verdict.reasons {
+        for reason in r.verdict.behind.iter().chain(&r.verdict.reasons) {
             writeln!(s, "<li>{}</li>", esc(reason))?;
         }
         writeln!(s, "</ul>")?;

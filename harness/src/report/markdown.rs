@@ -17,10 +17,15 @@ const HEADER_SETTINGS: [&str; 2] = ["seed", "duration"];
 
 fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "# {}\n", r.title)?;
-    let verdict = if r.verdict.passed { "PASS" } else { "FAIL" };
-    writeln!(s, "**Verdict: {verdict}**")?;
+    writeln!(s, "**Verdict: {}**", r.verdict.outcome())?;
+    if let Some(why) = &r.verdict.behind {
+        writeln!(s, "- {why}")?;
+    }
     for reason in &r.verdict.reasons {
         writeln!(s, "- {reason}")?;
+    }
+    if let Some(l) = &r.load {
+        writeln!(s, "\nLoad: {}.", l.describe())?;
     }
     writeln!(s)?;
     writeln!(s, "| | |\n|---|---|")?;

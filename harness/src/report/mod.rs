@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub use schema::{
-    HistogramSummary, Machine, Percentiles, Ratio, Report, Series, StageReport, Table, Verdict, Versions,
-    SCHEMA_VERSION,
+    HistogramSummary, Load, Machine, Percentiles, Ratio, Report, Series, StageReport, Table, Verdict,
+    Versions, SCHEMA_VERSION,
 };
 
 /// File names inside a report directory.
@@ -62,6 +62,10 @@ pub enum Command {
         /// Print the comparison as JSON instead of a markdown table.
         #[arg(long)]
         json: bool,
+        /// Compare even when a report's load generator fell behind its schedule (verdict BEHIND), whose
+        /// latencies measure the harness rather than the server.
+        #[arg(long)]
+        allow_behind: bool,
     },
 }
 
@@ -76,9 +80,13 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
             println!("rendered {} and {}", dir.join(REPORT_HTML).display(), dir.join(SUMMARY_MD).display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Compare { base, new, max_regression, noise_floor, json } => {
+        Command::Compare { base, new, max_regression, noise_floor, json, allow_behind } => {
             let (_, b) = read(&base)?;
             let (_, n) = read(&new)?;
+            if !allow_behind {
+                refuse_behind(&base, &b)?;
+                refuse_behind(&new, &n)?;
+            }
             let cfg = compare::CompareConfig { thresholds: max_regression, noise_floor_us: noise_floor };
             let c = compare::compare(&b, &n, &cfg);
             if json {
@@ -95,6 +103,19 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
                 Err(crate::Error::Verdict(format!("regression: {}", c.regressions.join("; "))))
             }
         }
+    }
+}
+
+/// A run whose load generator fell behind is no basis for a comparison (unless `--allow-behind`).
+fn refuse_behind(path: &std::path::Path, r: &Report) -> crate::Result<()> {
+    let why = r.verdict.behind.as_ref().or_else(|| r.load.as_ref().and_then(|l| l.behind.as_ref()));
+    match why {
+        Some(why) => Err(crate::Error::Behind(format!(
+            "{} is a run whose load generator fell behind ({why}): its latencies measure the harness; \
+             compare with --allow-behind to do it anyway",
+            path.display()
+        ))),
+        None => Ok(()),
     }
 }
 

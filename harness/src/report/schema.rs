@@ -54,7 +54,43 @@ pub struct Report {
     /// Names of the HdrHistogram interval logs written beside the report, if any.
     #[serde(default)]
     pub hlog_files: Vec<String>,
+    /// Soak: the requested and the achieved load (absent in other reports and in older soak reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<Load>,
     pub verdict: Verdict,
+}
+
+/// What a soak asked of its load generator and what it achieved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// Frames per second per client, as asked (`--fps`).
+    pub requested_fps: f64,
+    /// Frames per second per client actually sent within the schedule.
+    pub achieved_fps: f64,
+    /// ASCII_FRAMEs per second reaching one client (from the `ascii_interval` p50), if measured.
+    pub ascii_fps: Option<f64>,
+    pub send_lag_p99_us: Option<u64>,
+    /// The limits of "kept its schedule".
+    pub fps_ratio_limit: f64,
+    pub lag_p99_limit_us: u64,
+    /// Which limit was crossed, if one was.
+    pub behind: Option<String>,
+}
+
+impl Load {
+    /// `achieved 28.70 of 30 fps per client (95.7 %); ASCII delivered 29.9 fps per client`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "achieved {:.2} of {} fps per client ({:.1} %)",
+            self.achieved_fps,
+            self.requested_fps,
+            100.0 * self.achieved_fps / self.requested_fps.max(f64::MIN_POSITIVE)
+        );
+        if let Some(a) = self.ascii_fps {
+            s.push_str(&format!("; ASCII frames reached each client at {a:.1} fps (p50 interval)"));
+        }
+        s
+    }
 }
 
 /// What built the report.
@@ -213,11 +249,25 @@ pub struct Table {
 pub struct Verdict {
     pub passed: bool,
     pub reasons: Vec<String>,
+    /// Soak: the load generator fell behind its schedule (which limit was crossed). Such a run measures
+    /// the harness, not the server: its verdict is BEHIND unless `--allow-behind`, and `report compare`
+    /// refuses it unless told to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<String>,
 }
 
 impl Verdict {
     pub fn from_reasons(reasons: Vec<String>) -> Self {
-        Verdict { passed: reasons.is_empty(), reasons }
+        Verdict { passed: reasons.is_empty(), reasons, behind: None }
+    }
+
+    /// `PASS`, `FAIL` or `BEHIND` (a failure outranks falling behind).
+    pub fn outcome(&self) -> &'static str {
+        match (self.passed, &self.behind) {
+            (false, _) => "FAIL",
+            (true, Some(_)) => "BEHIND",
+            (true, None) => "PASS",
+        }
     }
 }
 
@@ -243,7 +293,8 @@ impl Report {
             tables: Vec::new(),
             notes: Vec::new(),
             hlog_files: Vec::new(),
-            verdict: Verdict { passed: true, reasons: Vec::new() },
+            load: None,
+            verdict: Verdict { passed: true, reasons: Vec::new(), behind: None },
         }
     }
 

@@ -258,6 +258,8 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
             break;
         }
     }
+    // What the clients managed to send within their schedule (the rest went out late, in the drain).
+    let sent_in_schedule = live.with(|l| l.frames_sent);
 
     // Drain: wait for the clients to finish their schedules and the server to see every frame sent.
     let drain_start = Instant::now();
@@ -441,21 +443,33 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
     if let Some(b) = &baseline {
         add_baseline(&mut report, b, args);
     }
-    if let Some(lag) = report.stage("send_lag").and_then(|s| s.histogram.as_ref()) {
-        let period_us = schedule::period(f64::from(args.fps)).as_micros() as u64;
-        if lag.percentiles_us.p99 > period_us {
-            report.notes.push(format!(
-                "the clients fell behind their schedule (send_lag p99 {} µs > one frame period, {period_us} µs): \
-                 this machine did not sustain {} clients × {}x{} × {} fps here, and end-to-end latencies include \
-                 the wait behind the schedule (coordinated omission corrected)",
-                lag.percentiles_us.p99, args.clients, args.frame.0, args.frame.1, args.fps
-            ));
-        }
+    report.counters.insert("frames_sent_in_schedule".to_string(), sent_in_schedule);
+    let p = |name: &str, q: fn(&crate::report::Percentiles) -> u64| {
+        report.stage(name).and_then(|s| s.histogram.as_ref()).map(|h| q(&h.percentiles_us))
+    };
+    let fps = f64::from(args.fps);
+    let limits = load::BehindLimits {
+        fps_ratio: args.behind_fps_ratio,
+        lag_p99: args.behind_lag_p99.unwrap_or_else(|| schedule::period(fps)),
+    };
+    let send_lag_p99 = p("send_lag", |p| p.p99);
+    let ascii_p50 = p("ascii_interval", |p| p.p50);
+    let load =
+        load::assess(fps, sent_in_schedule, args.clients, args.duration, send_lag_p99, ascii_p50, limits);
+    if let Some(why) = &load.behind {
+        report.notes.push(format!(
+            "{why}: this machine did not sustain {} clients × {}x{} × {} fps here, and end-to-end latencies \
+             include the wait behind the schedule (coordinated omission corrected)",
+            args.clients, args.frame.0, args.frame.1, args.fps
+        ));
     }
+    let behind = load.behind.clone().filter(|_| !args.allow_behind);
+    report.load = Some(load);
     if cfg!(debug_assertions) {
         report.notes.push("debug build: latencies are not representative (use --release)".into());
     }
     report.verdict = Verdict::from_reasons(verdict);
+    report.verdict.behind = behind;
     Ok(report)
 }
 
@@ -501,7 +515,7 @@ fn absent_reason(name: &str, side: &str, args: &Args, external: bool) -> String 
     }
 }
 
-use super::Transport;
+use super::{load, Transport};
 
 fn title(args: &Args) -> String {
     let (w, h) = args.frame;

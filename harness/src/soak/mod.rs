@@ -3,6 +3,7 @@
 
 pub mod driver;
 pub mod embedded;
+pub mod load;
 pub mod memory;
 pub mod progress;
 pub mod raw_tcp;
@@ -62,6 +63,17 @@ pub struct Args {
     /// Also move the same bytes over plain TCP on loopback in this run, for overhead ratios.
     #[arg(long, value_enum)]
     pub baseline: Option<Baseline>,
+    /// Accept a run whose load generator fell behind its schedule (verdict PASS with a note instead of
+    /// BEHIND, exit 0 instead of 7).
+    #[arg(long)]
+    pub allow_behind: bool,
+    /// "Behind" when the achieved frame rate per client is below this fraction of --fps.
+    #[arg(long, default_value_t = load::DEFAULT_FPS_RATIO, value_name = "RATIO")]
+    pub behind_fps_ratio: f64,
+    /// "Behind" when send_lag p99 (intended send time to the start of building a frame) is over this
+    /// (default: one frame period, 1/fps).
+    #[arg(long, value_parser = acip::cli::parse_duration, value_name = "DURATION")]
+    pub behind_lag_p99: Option<Duration>,
     /// Switch on a fault of the embedded reference server (slot-leak, rx-pause, no-reuseaddr,
     /// early-ready); repeatable.
     #[arg(long = "fault", value_name = "NAME")]
@@ -134,6 +146,13 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
         progress::Mode::Quiet => {}
         progress::Mode::Bar => print!("{}", console_summary(&report)),
     }
+    if let (true, Some(why)) = (report.verdict.passed, &report.verdict.behind) {
+        return Err(crate::Error::Behind(format!(
+            "soak BEHIND (report in {}): {why}; the latencies measure the load generator, not the server \
+             (fewer clients, --release, or --allow-behind to accept it)",
+            out.display()
+        )));
+    }
     if report.verdict.passed {
         if mode != progress::Mode::Json {
             println!("PASS: report in {}", out.display());
@@ -179,6 +198,9 @@ pub fn console_summary(r: &crate::report::Report) -> String {
         get("reconnects"),
         get("slots_in_use_end")
     );
+    if let Some(l) = &r.load {
+        let _ = writeln!(s, "  load: {}", l.describe());
+    }
     for q in &r.ratios {
         let _ = writeln!(s, "  {}: {}", q.name, q.value.map_or("-".to_string(), |v| format!("{v:.2}")));
     }

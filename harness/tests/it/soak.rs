@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use harness::report::{self, Report, SCHEMA_VERSION};
+use harness::report::{self, Report, SCHEMA_VERSION, SUMMARY_MD};
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("harness-it-soak-{name}-{}", std::process::id()));
@@ -226,5 +226,66 @@ fn a_server_that_stops_reading_fails_the_soak_instead_of_hanging_it() {
     assert!(!r.verdict.passed);
     assert_eq!(r.errors.get("client_stuck"), Some(&2), "errors: {:?}", r.errors);
     assert!(stderr.contains("client_stuck"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A run whose load generator misses a limit is not a PASS: the verdict is BEHIND (exit 7) with a first
+/// line naming the limit crossed, the achieved rate is reported beside the requested one, and `report
+/// compare` refuses the run; `--allow-behind` accepts it. The limits are set so that a light, healthy run
+/// crosses them (a requested 150 % of the rate; a 1 µs lag), which makes the outcome certain on any machine;
+/// the thresholds' arithmetic on real figures is unit-tested in `soak::load`.
+#[test]
+fn a_load_generator_that_falls_behind_is_not_a_pass() {
+    let dir = temp_dir("behind");
+    let run = |out: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["soak", "--clients", "2", "--frame", "160x120", "--fps", "20", "--duration", "1s"])
+            .args(["--seed", "3", "--quiet", "--out"])
+            .arg(out)
+            .args(extra)
+            .output()
+            .expect("run harness soak")
+    };
+    let lag = run(&dir.join("lag"), &["--behind-lag-p99", "1us"]);
+    assert_eq!(lag.status.code(), Some(7), "{}", text(&lag.stderr));
+    assert!(text(&lag.stderr).contains("send_lag p99"), "{}", text(&lag.stderr));
+    let o = run(&dir.join("strict"), &["--behind-fps-ratio", "1.5"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "stdout {} stderr {stderr}", text(&o.stdout));
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("soak BEHIND") && first.contains("fell behind") && first.contains("of 20 requested"),
+        "{stderr}"
+    );
+    let (_, r) = report::read(&dir.join("strict")).unwrap();
+    assert_eq!(r.verdict.outcome(), "BEHIND");
+    let load = r.load.clone().expect("load figures");
+    assert_eq!(load.requested_fps, 20.0);
+    assert!(load.achieved_fps > 0.0 && load.achieved_fps < 30.0, "{load:?}");
+    let md = std::fs::read_to_string(dir.join("strict").join(SUMMARY_MD)).unwrap();
+    assert!(md.contains("**Verdict: BEHIND**") && md.contains("of 20 fps per client"), "{md}");
+    let html = std::fs::read_to_string(dir.join("strict").join("report.html")).unwrap();
+    assert!(html.contains("Verdict: BEHIND") && html.contains("of 20 fps per client"));
+
+    let o = run(&dir.join("allowed"), &["--behind-fps-ratio", "1.5", "--allow-behind"]);
+    assert!(o.status.success(), "--allow-behind: {}", text(&o.stderr));
+    let (_, allowed) = report::read(&dir.join("allowed")).unwrap();
+    assert_eq!(allowed.verdict.outcome(), "PASS");
+    assert!(allowed.load.as_ref().and_then(|l| l.behind.as_ref()).is_some());
+
+    let compare = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["report", "compare"])
+            .arg(dir.join("allowed"))
+            .arg(dir.join("strict"))
+            .args(extra)
+            .output()
+            .expect("run harness report compare")
+    };
+    let refused = compare(&[]);
+    assert_eq!(refused.status.code(), Some(7), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("fell behind"), "{}", text(&refused.stderr));
+    let forced = compare(&["--allow-behind"]);
+    assert_ne!(forced.status.code(), Some(7), "{}", text(&forced.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
