@@ -1,9 +1,6 @@
-//! The `harness` command line ([`Cli`], one variant per subcommand, each `--help` with examples) and what
-//! the subcommands share on it beyond `acip::cli` (the duration grammar, the target URL and the directory
-//! stamp): where a report goes when `--out` is not given. In the library so that tests can check every
-//! documented command line against it.
-
-use std::path::PathBuf;
+//! The `harness` command line ([`Cli`], one variant per subcommand, each `--help` with examples), in the
+//! library so that tests can check every documented command line against it. What the subcommands share on
+//! the command line is `acip::cli` (durations, target URLs, the directory stamp) and [`crate::paths`].
 
 use clap::{Parser, Subcommand};
 
@@ -76,14 +73,4 @@ impl Cli {
             Command::Symbolize(a) => symbolize::run(a),
         }
     }
-}
-
-/// `<target>/harness/<command>/<UTC time>[-<suffix>]` under the build's target directory (git-ignored):
-/// `CARGO_TARGET_DIR` when set, else the workspace's `target/`.
-pub fn default_out_dir(command: &str, suffix: Option<&str>) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    acip::cli::report_dir(&target, command, now.as_secs(), suffix)
 }

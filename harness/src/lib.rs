@@ -5,6 +5,7 @@ pub mod capture;
 pub mod cli;
 pub mod conformance;
 pub mod error;
+pub mod paths;
 pub mod peer;
 pub mod probe;
 pub mod replay;

@@ -109,6 +109,8 @@ pub struct Peer {
     /// Masks of hand-made frames (xorshift32, seeded: reproducible).
     mask_state: u32,
     ended: Option<String>,
+    /// Handshake packets in order: (sent by us, type).
+    handshake_log: Vec<(bool, PacketType)>,
 }
 
 impl Peer {
@@ -125,8 +127,15 @@ impl Peer {
         };
         let mask_state = (config.mask_seed as u32) | 1;
         let conn = Conn::client(config, std::time::Instant::now());
-        let mut peer =
-            Peer { stream, conn, events: VecDeque::new(), buf: vec![0u8; READ_BUF], mask_state, ended: None };
+        let mut peer = Peer {
+            stream,
+            conn,
+            events: VecDeque::new(),
+            buf: vec![0u8; READ_BUF],
+            mask_state,
+            ended: None,
+            handshake_log: Vec::new(),
+        };
         if !leftover.is_empty() {
             peer.conn.handle_input(Input::Bytes(Bytes::from(leftover)), std::time::Instant::now());
         }
@@ -139,15 +148,28 @@ impl Peer {
         &self.conn
     }
 
+    /// The handshake packets so far, in order: (sent by us, type).
+    pub fn handshake_log(&self) -> &[(bool, PacketType)] {
+        &self.handshake_log
+    }
+
     /// Writes what the connection wants sent and keeps its events for [`Peer::next`].
     async fn flush(&mut self) -> std::io::Result<()> {
         while let Some(o) = self.conn.poll_output() {
             match o {
                 Output::Transmit(b) => self.stream.write_all(&b).await?,
+                Output::Event(Event::HandshakePacket { sent, packet_type }) => {
+                    self.handshake_log.push((sent, packet_type))
+                }
                 Output::Event(e) => self.events.push_back(e),
             }
         }
         Ok(())
+    }
+
+    /// Shuts down our sending side (TCP FIN) after what was queued.
+    pub async fn shutdown_write(&mut self) -> std::io::Result<()> {
+        self.stream.shutdown().await
     }
 
     /// Runs the handshake to its end within `wait`: `Ok(encrypted)`, or what ended it instead.
@@ -216,7 +238,7 @@ impl Peer {
                         return Seen::Close { code: code.unwrap_or(acip::ws::close_code::NO_STATUS), reason }
                     }
                     Event::Violation(e) => return Seen::Garbage(e.to_string()),
-                    Event::HandshakeDone { .. } => {}
+                    Event::HandshakeDone { .. } | Event::HandshakePacket { .. } => {}
                 }
             }
             if let Some(s) = self.read_some(deadline).await {
@@ -252,6 +274,9 @@ impl Peer {
 
     /// Sends a packet through the connection (sealed when the session is encrypted).
     pub async fn send(&mut self, p: Packet) -> std::io::Result<()> {
+        if self.conn.state() == acip::conn::State::Closed {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "the connection is closed"));
+        }
         self.conn.handle_input(Input::Send(p), std::time::Instant::now());
         self.flush().await
     }

@@ -279,7 +279,7 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     let out_dir = args
         .out
         .clone()
-        .unwrap_or_else(|| crate::cli::default_out_dir("supervise", Some(&std::process::id().to_string())));
+        .unwrap_or_else(|| crate::paths::default_out_dir("supervise", Some(&std::process::id().to_string())));
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| crate::Error::io(format!("creating {}", out_dir.display()), e))?;
     let create = |name: &str| {

@@ -20,8 +20,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, Notify};
 
+use crate::conninfo::ConnInfo;
 use crate::crypto::OutboundCrypto;
-use crate::hub::{lock, ConnInfo};
+use crate::sync::lock;
 
 /// A message for the writer.
 #[derive(Debug)]
@@ -192,7 +193,7 @@ pub(crate) async fn run_writer(mut sink: Sink, mut rx: OutboxRx, conn: Arc<ConnI
                 Some((p, q)) => (p, q, true),
                 None => continue,
             },
-            _ = crate::hub::until_true(&mut closing) => break,
+            _ = crate::sync::until_true(&mut closing) => break,
         };
         let t = packet.packet_type;
         let bytes = match crypto.as_mut() {

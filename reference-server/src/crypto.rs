@@ -10,7 +10,7 @@ use acip::Packet;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::error::ServerError;
-use crate::hub::lock;
+use crate::sync::lock;
 
 /// Server-wide crypto inputs of every handshake.
 #[derive(Clone)]

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::hub::Shared;
-use crate::serve::READ_BUF;
+use crate::tasks::READ_BUF;
 
 /// Runs the echo loop on an upgraded connection. One task reads and writes, so there is one writer.
 pub(crate) async fn run(mut stream: TcpStream, leftover: Vec<u8>, shared: &Shared) {
@@ -82,7 +82,7 @@ pub(crate) async fn run(mut stream: TcpStream, leftover: Vec<u8>, shared: &Share
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             },
-            _ = crate::hub::until_true(&mut shutdown) => {
+            _ = crate::sync::until_true(&mut shutdown) => {
                 let _ = stream.write_all(&close_frame(close_code::GOING_AWAY, "server shutting down")).await;
                 return;
             }

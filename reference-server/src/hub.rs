@@ -5,74 +5,21 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use acip::stats::{Counters, Stage, StageHistograms};
 use acip::PacketType;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
 use crate::conn::Outbox;
+use crate::conninfo::{ConnInfo, ConnStats};
 use crate::render::RgbFrame;
 use crate::slots::{SlotLease, Slots};
-
-/// Locks a mutex, ignoring poisoning: every critical section here only updates counters and maps, so
-/// the data stays consistent even if a holder panicked.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 /// Which listener a connection came in on: the workspace's one transport enum.
 pub use acip::Transport;
-
-/// Per-connection timings and counters.
-#[derive(Debug, Default)]
-pub(crate) struct ConnStats {
-    pub stages: StageHistograms,
-    pub counters: Counters,
-}
-
-/// One connection, from accept to teardown.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    pub id: u64,
-    pub transport: Transport,
-    pub peer: SocketAddr,
-    pub stats: Mutex<ConnStats>,
-    /// Life-cycle phase, for `/stats` (`handshake`, `active`, `closing`).
-    pub phase: Mutex<&'static str>,
-    /// Set to `true` to end the connection (kick, server shutdown, a task that failed).
-    pub closing: watch::Sender<bool>,
-}
-
-impl ConnInfo {
-    pub fn record(&self, stage: Stage, d: std::time::Duration) {
-        lock(&self.stats).stages.record(stage, d);
-    }
-    pub fn count_rx(&self, t: PacketType, wire: usize) {
-        lock(&self.stats).counters.count_rx(t, wire);
-    }
-    pub fn count_tx(&self, t: PacketType, wire: usize) {
-        lock(&self.stats).counters.count_tx(t, wire);
-    }
-    pub fn count_drop(&self, reason: &str) {
-        lock(&self.stats).counters.count_drop(reason);
-    }
-    pub fn count_error(&self, kind: &str) {
-        lock(&self.stats).counters.count_error(kind);
-    }
-    pub fn set_phase(&self, phase: &'static str) {
-        *lock(&self.phase) = phase;
-    }
-    /// Asks every task of this connection to stop.
-    pub fn close(&self) {
-        self.closing.send_replace(true);
-    }
-    pub fn is_closing(&self) -> bool {
-        *self.closing.borrow()
-    }
-}
 
 /// What the renderer needs to know about a client (from its CLIENT_CAPABILITIES).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,10 +153,4 @@ impl Shared {
     pub fn reserve_slot(&self) -> Result<SlotLease, crate::slots::SlotFull> {
         self.slots.reserve()
     }
-}
-
-/// Resolves once the watched flag is `true` (or its sender is gone). Returns nothing, so no borrow of
-/// the channel is held across an `.await` of the caller.
-pub(crate) async fn until_true(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|v| *v).await;
 }

@@ -68,6 +68,7 @@
 pub mod cli;
 mod config;
 mod conn;
+mod conninfo;
 mod crypto;
 mod echo;
 mod end;
@@ -80,6 +81,8 @@ mod serve;
 mod session;
 mod slots;
 mod stats;
+mod sync;
+mod tasks;
 mod ws;
 
 use std::net::SocketAddr;
@@ -98,7 +101,8 @@ pub use slots::SlotFull;
 pub use stats::{ConnectionSnapshot, StatsSnapshot};
 pub use ws::CLOSE_TRY_AGAIN_LATER;
 
-use hub::{lock, Shared};
+use hub::Shared;
+use sync::lock;
 
 /// Binds the listeners, starts accepting and returns once every listener accepts connections (or, under
 /// `--fault early-ready`, right after binding and before `listen()`, reproducing the race of
@@ -130,7 +134,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
                 let mut stop = shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(EARLY_READY_DELAY) => {}
-                    _ = hub::until_true(&mut stop) => return,
+                    _ = sync::until_true(&mut stop) => return,
                 }
                 match b.listen() {
                     Ok(l) => serve::accept_loop(shared, crypto, l, transport, shutdown).await,

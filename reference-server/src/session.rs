@@ -18,11 +18,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::RX_PAUSE_DELAY;
 use crate::conn::{Outbound, Outbox};
+use crate::conninfo::ConnInfo;
 use crate::crypto::{OutboundCrypto, ServerCrypto};
 use crate::end::End;
-use crate::hub::{lock, ClientEntry, ConnInfo, RenderCaps, Shared, Transport};
+use crate::hub::{ClientEntry, RenderCaps, Shared, Transport};
 use crate::render::{render_grid, RgbFrame};
 use crate::slots::SlotLease;
+use crate::sync::lock;
 
 /// ERROR_NETWORK_PROTOCOL, the code of every protocol-violation ERROR_MESSAGE (ACIP-SPEC.md 3.12).
 pub const ERROR_NETWORK_PROTOCOL: u32 = 44;
@@ -50,7 +52,7 @@ pub(crate) struct SessionCtx {
     pub crypto: ServerCrypto,
     /// The renderer of this client, once CLIENT_CAPABILITIES arrived; joined by the connection task.
     pub renderer: Arc<Mutex<Option<JoinHandle<()>>>>,
-    /// Packets queued by the reader and not yet handled (see [`crate::serve::RxSender`]): what teardown
+    /// Packets queued by the reader and not yet handled (see [`crate::tasks::RxSender`]): what teardown
     /// counts as `teardown_discarded` if this task ends (or is aborted) before handling them.
     pub pending: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -83,7 +85,7 @@ pub(crate) async fn run_session(ctx: SessionCtx, mut rx: mpsc::Receiver<Inbound>
                     }
                     continue;
                 }
-                _ = crate::hub::until_true(&mut closing) => {
+                _ = crate::sync::until_true(&mut closing) => {
                     rx.close();
                     draining = true;
                     continue;
@@ -404,7 +406,7 @@ async fn run_renderer(shared: Arc<Shared>, entry: Arc<ClientEntry>) {
         }
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = crate::hub::until_true(&mut closing) => return,
+            _ = crate::sync::until_true(&mut closing) => return,
         }
         let sources = shared.grid_sources();
         if sources.is_empty() {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use acip::slots::{SlotError, SlotHandle, SlotPool};
 
-use crate::hub::lock;
+use crate::sync::lock;
 
 /// Why no slot was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use acip::stats::{Counters, StageSummary};
 use serde::{Deserialize, Serialize};
 
-use crate::hub::{lock, Shared, Transport};
+use crate::hub::{Shared, Transport};
+use crate::sync::lock;
 
 /// Everything `/stats` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

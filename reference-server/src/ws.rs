@@ -26,11 +26,12 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
 use crate::conn::{Outbound, Sink};
+use crate::conninfo::ConnInfo;
 use crate::crypto::ServerCrypto;
 use crate::end::End;
 use crate::http::{self, Route};
-use crate::hub::{ConnInfo, Shared, Transport};
-use crate::serve::{ConnTasks, RxPacer, RxSender, READ_BUF};
+use crate::hub::{Shared, Transport};
+use crate::tasks::{ConnTasks, RxPacer, RxSender, READ_BUF};
 
 /// Close code for "try again later" (RFC 6455 7.4.1, registered 1013): the server is full.
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
@@ -87,12 +88,12 @@ pub(crate) async fn serve_ws(
             let payload = acip::ws::close_payload(CLOSE_TRY_AGAIN_LATER, &format!("SERVER_FULL: {full}"));
             let mut out = Vec::new();
             encode_frame(OpCode::Close, true, None, &payload, &mut out);
-            let _ = tokio::time::timeout(crate::serve::TASK_GRACE, async {
+            let _ = tokio::time::timeout(crate::tasks::TASK_GRACE, async {
                 stream.write_all(&out).await?;
                 stream.shutdown().await
             })
             .await;
-            crate::serve::linger_after_refusal(&shared, &mut stream, true).await;
+            crate::tasks::linger_after_refusal(&shared, &mut stream, true).await;
             return;
         }
     };
@@ -225,7 +226,7 @@ async fn read_ws(
                 }
                 0
             }
-            _ = crate::hub::until_true(&mut closing) => return End::Closing,
+            _ = crate::sync::until_true(&mut closing) => return End::Closing,
         };
         pacer.consumed(n);
         if n > 0 {

@@ -167,7 +167,7 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     if report.cases.is_empty() {
         return Err(crate::Error::Usage(format!("no case matches {:?} on {}", args.cases, report.transport)));
     }
-    let out = args.out.clone().unwrap_or_else(|| crate::cli::default_out_dir("conformance", None));
+    let out = args.out.clone().unwrap_or_else(|| crate::paths::default_out_dir("conformance", None));
     report.write_dir(&out)?;
     if args.json {
         println!("{}", report.to_json());

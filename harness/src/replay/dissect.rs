@@ -1012,10 +1012,18 @@ impl FlowState {
                 return;
             }
         };
-        let packet_len = HEADER_LEN + header.length as usize;
-        if data.len() < packet_len {
+        // acip's one statement of the rule (the reassembler applies the same function).
+        let rule = acip::ws::feb_message_rule(data);
+        let packet_len = match &rule {
+            Ok(n) => *n,
+            Err(
+                ReassemblyError::MessageShorterThanPacket { packet, .. }
+                | ReassemblyError::MessageLongerThanPacket { packet, .. },
+            ) => *packet,
+            Err(_) => HEADER_LEN + header.length as usize,
+        };
+        if let Err(e @ ReassemblyError::MessageShorterThanPacket { .. }) = &rule {
             ws.prev_short = true;
-            let e = ReassemblyError::MessageShorterThanPacket { message: data.len(), packet: packet_len };
             let detail = format!("{} {e}", header.packet_type);
             self.anomaly(
                 ctx,
@@ -1037,8 +1045,7 @@ impl FlowState {
             return;
         }
         let payload = data.slice(HEADER_LEN..packet_len);
-        if data.len() > packet_len {
-            let e = ReassemblyError::MessageLongerThanPacket { message: data.len(), packet: packet_len };
+        if let Err(e @ ReassemblyError::MessageLongerThanPacket { .. }) = &rule {
             let detail = format!("{} {e}", header.packet_type);
             self.anomaly(
                 ctx,

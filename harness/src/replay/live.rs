@@ -6,28 +6,25 @@
 //! client whose first packet is CLIENT_CAPABILITIES is served in plaintext by any server).
 //!
 //! Encrypted captures cannot be replayed byte for byte (the keys are gone), so each is replayed as a fresh
-//! encrypted session: `acip::crypto`'s [`ClientHandshake`] in [`CryptoMode::Encrypt`], in the capture's
+//! encrypted session: `acip::conn`'s client connection in [`CryptoMode::Encrypt`], in the capture's
 //! dialect, over the target's transport (TCP: the client speaks first, 4.3; WebSocket: the server does,
 //! 4.4), instead of the captured handshake; then every captured ENCRYPTED packet becomes a synthetic packet
 //! of the same inner size, its type inferred from that size (160/168 CLIENT_CAPABILITIES, 4 STREAM_START,
-//! 0 PING, w*h*3+24 IMAGE_FRAME), sealed with the new [`Session`] (4.5) at the captured time. The server's
+//! 0 PING, w*h*3+24 IMAGE_FRAME), sealed with the new session (4.5) at the captured time. The server's
 //! ENCRYPTED answers are decrypted so their inner types are compared. The report flags such sessions
 //! `fresh_handshake`. Sessions run one after the other.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use acip::codec::payloads::{ClientCapabilities, ImageFrame, StreamStart};
-use acip::crypto::{ClientHandshake, CryptoMode, HandshakeConfig, HandshakeEvent, Session};
-use acip::stream::StreamDecoder;
+use acip::conn::ConnConfig;
+use acip::crypto::CryptoMode;
 use acip::{Dialect, Packet, PacketType};
-use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
+
+use crate::peer::{Peer, Seen};
 
 use super::model::{FlowReport, ScriptPacket, Transport};
 use super::{DissectConfig, Dissection};
@@ -285,202 +282,23 @@ fn dimensions(pixels: usize) -> Option<(u32, u32)> {
     best
 }
 
-/// What the server said.
-#[derive(Default)]
-struct Received {
-    types: Vec<PacketType>,
-    end: Option<String>,
-}
-
-type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-enum Conn {
-    Tcp(tokio::net::TcpStream),
-    Ws(Box<WsStream>),
-}
-
-/// Bytes read from a TCP socket at a time.
-const READ_CHUNK: usize = 64 * 1024;
-
-impl Conn {
-    /// Sends one packet (one binary message on WebSocket); the error says how the connection failed.
-    async fn send(&mut self, p: &Packet) -> Result<(), String> {
-        match self {
-            Conn::Tcp(s) => s.write_all(&p.encode()).await.map_err(|e| format!("write failed ({e})")),
-            Conn::Ws(ws) => ws
-                .send(Message::Binary(p.encode().into()))
-                .await
-                .map_err(|e| format!("connection error: {e}")),
-        }
-    }
-
-    /// The next packet from the server, through `dec` (whose leftover bytes the reader takes over after the
-    /// handshake); the error says how the server ended the session, in the reader's words.
-    async fn recv(&mut self, dec: &mut StreamDecoder) -> Result<Packet, String> {
-        let mut buf = Vec::new();
-        loop {
-            if let Some(r) = dec.poll_packet() {
-                return r.map_err(|e| format!("undecodable server stream: {e}"));
-            }
-            match self {
-                Conn::Tcp(s) => {
-                    buf.resize(READ_CHUNK, 0);
-                    match s.read(&mut buf).await {
-                        Ok(0) => return Err("server closed (FIN)".into()),
-                        Ok(n) => dec.handle_bytes(&buf[..n]),
-                        Err(e) => return Err(format!("server reset ({e})")),
-                    }
-                }
-                Conn::Ws(ws) => match ws.next().await {
-                    Some(Ok(Message::Binary(b))) => dec.handle_bytes(&b),
-                    Some(Ok(Message::Close(c))) => return Err(close_text(c)),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(format!("connection error: {e}")),
-                    None => return Err("server closed without a close frame (1006)".into()),
-                },
-            }
-        }
+/// How the replay's client tells the session's end, in the words the report and its divergences use.
+fn end_text(seen: &Seen, ws: bool) -> String {
+    match (seen, ws) {
+        (Seen::Close { code, .. }, _) => format!("server sent close {code}"),
+        (Seen::Eof(why), false) if why == "eof" => "server closed (FIN)".into(),
+        (Seen::Eof(why), true) if why == "eof" => "server closed without a close frame (1006)".into(),
+        (Seen::Eof(why), false) => format!("server reset ({why})"),
+        (Seen::Eof(why), true) => format!("connection error: {why}"),
+        (Seen::Garbage(why), false) => format!("undecodable server stream: {why}"),
+        (Seen::Garbage(why), true) => format!("undecodable server message: {why}"),
+        (Seen::Timeout, _) => "still open when the replay stopped listening".into(),
+        (Seen::Packet(_), _) => unreachable!("a packet is not an end"),
     }
 }
 
-fn close_text(c: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
-    match c {
-        Some(f) => format!("server sent close {}", u16::from(f.code)),
-        None => "server sent close (no code)".to_string(),
-    }
-}
-
-async fn connect(target: &Target) -> crate::Result<Conn> {
-    let io = |what: String| move |e: std::io::Error| crate::Error::io(what, e);
-    match target {
-        Target::Tcp(addr) => {
-            let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(*addr))
-                .await
-                .map_err(|_| crate::Error::Verdict(format!("connecting to {addr}: timed out")))?
-                .map_err(io(format!("connecting to {addr}")))?;
-            let _ = s.set_nodelay(true);
-            Ok(Conn::Tcp(s))
-        }
-        Target::Ws { url, .. } => {
-            let mut req = url
-                .as_str()
-                .into_client_request()
-                .map_err(|e| crate::Error::Usage(format!("--against {url}: {e}")))?;
-            req.headers_mut().insert("Sec-WebSocket-Protocol", http_value("acip"));
-            let (ws, _resp) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req))
-                .await
-                .map_err(|_| crate::Error::Verdict(format!("connecting to {url}: timed out")))?
-                .map_err(|e| crate::Error::Verdict(format!("WebSocket connect to {url}: {e}")))?;
-            Ok(Conn::Ws(Box::new(ws)))
-        }
-    }
-}
-
-fn http_value(s: &'static str) -> tokio_tungstenite::tungstenite::http::HeaderValue {
-    tokio_tungstenite::tungstenite::http::HeaderValue::from_static(s)
-}
-
-/// Runs a fresh client handshake (mode ENCRYPT, the capture's `dialect`) on `conn`, within the handshake's
-/// own deadlines (1 s per packet on TCP, 30 s overall; ACIP-SPEC.md 4.7). The server's packets, handshake
-/// and early plaintext ones (4.4), are added to `received`. Returns the traffic session, if one was made.
-async fn fresh_handshake(
-    conn: &mut Conn,
-    dec: &mut StreamDecoder,
-    target: &Target,
-    dialect: Dialect,
-    received: &mut Received,
-) -> (Option<Session>, HandshakeReplay) {
-    let (transport, over) = match target {
-        Target::Tcp(_) => (acip::crypto::Transport::Tcp, Transport::Tcp),
-        Target::Ws { .. } => (acip::crypto::Transport::WebSocket, Transport::WebSocket),
-    };
-    // Fresh keys per replay: the seed of the handshake's ChaCha20Rng comes from the OS.
-    let mut config = HandshakeConfig::new(dialect, transport, rand::random());
-    config.mode = CryptoMode::Encrypt;
-    let started = Instant::now();
-    let mut hs = ClientHandshake::new(config, started);
-    let mut report = HandshakeReplay {
-        dialect,
-        transport: over,
-        sent: Vec::new(),
-        received: Vec::new(),
-        completed: false,
-        error: None,
-        duration_ms: 0.0,
-    };
-    let error = loop {
-        while let Some(p) = hs.poll_transmit() {
-            report.sent.push(p.packet_type.to_string());
-            if let Err(e) = conn.send(&p).await {
-                received.end = Some(e.clone());
-                break;
-            }
-        }
-        if received.end.is_some() {
-            break received.end.clone();
-        }
-        while let Some(ev) = hs.poll_event() {
-            match ev {
-                HandshakeEvent::EarlyPacket(p) => received.types.push(p.packet_type),
-                HandshakeEvent::AuthFailed { reason } => {
-                    received.end = Some(format!("AUTH_FAILED ({reason})"))
-                }
-                HandshakeEvent::Completed { .. } | HandshakeEvent::PlaintextClient { .. } => {}
-            }
-        }
-        if let Some(e) = &received.end {
-            break Some(e.clone());
-        }
-        if hs.is_complete() {
-            break None;
-        }
-        let deadline = hs.poll_timeout().unwrap_or(started + acip::crypto::DEFAULT_TOTAL_TIMEOUT);
-        tokio::select! {
-            r = conn.recv(dec) => match r {
-                Ok(p) => {
-                    report.received.push(p.packet_type.to_string());
-                    received.types.push(p.packet_type);
-                    if let Err(e) = hs.handle_packet(p, Instant::now()) {
-                        break Some(format!("handshake error: {e}"));
-                    }
-                }
-                Err(end) => {
-                    received.end = Some(end.clone());
-                    break Some(end);
-                }
-            },
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                if let Err(e) = hs.handle_timeout(Instant::now()) {
-                    break Some(format!("handshake error: {e}"));
-                }
-            }
-        }
-    };
-    report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    let session = match error {
-        None => hs.into_session(),
-        Some(_) => None,
-    };
-    report.completed = session.is_some();
-    report.error = match (error, &session) {
-        (Some(e), _) => Some(e),
-        (None, None) => Some("the handshake completed without a traffic key".into()),
-        (None, Some(_)) => None,
-    };
-    (session, report)
-}
-
-/// The type to report for a server packet: an ENCRYPTED one is decrypted (with the replay's session) and
-/// reported by its inner type; the error says why it could not be.
-fn answer_type(p: &Packet, session: Option<&Mutex<Session>>) -> Result<PacketType, String> {
-    match session {
-        Some(s) if p.packet_type == PacketType::ENCRYPTED => {
-            let s = s.lock().map_err(|_| "the session lock is poisoned".to_string())?;
-            s.decrypt(p).map(|inner| inner.packet_type).map_err(|e| format!("undecodable server packet: {e}"))
-        }
-        _ => Ok(p.packet_type),
-    }
-}
+/// How long the replay listens for the server's end after closing its own side.
+const CLOSE_LISTEN: Duration = Duration::from_secs(1);
 
 async fn replay_flow(flow: &FlowReport, target: &Target, pace: Pace) -> crate::Result<SessionReplay> {
     let (script, skipped) = client_script(flow);
@@ -494,128 +312,95 @@ async fn replay_flow(flow: &FlowReport, target: &Target, pace: Pace) -> crate::R
         Pace::Fast => Duration::ZERO,
         Pace::Speed(x) => d.div_f64(x),
     };
-    let mut conn = connect(target).await?;
+    let ws = target.is_ws();
+    // One connection through acip::conn: plaintext captures as a plaintext client, encrypted ones with a
+    // fresh ENCRYPT handshake (fresh keys per replay: the seed comes from the OS). The replay sends only
+    // the captured client packets, so the connection does not answer PINGs by itself.
+    let mut config = ConnConfig::new(flow.dialect, target.transport(), rand::random());
+    config.handshake.mode = if flow.encrypted { CryptoMode::Encrypt } else { CryptoMode::None };
+    config.answer_pings = false;
+    let mut peer =
+        Peer::connect(target, config).await.map_err(|e| crate::Error::Verdict(format!("{target}: {e}")))?;
     let started = Instant::now();
-    let mut dec = StreamDecoder::new(acip::Limits::default());
-    let mut received = Received::default();
-    let (session, handshake) = if flow.encrypted {
-        let (s, h) = fresh_handshake(&mut conn, &mut dec, target, flow.dialect, &mut received).await;
-        (s.map(Mutex::new), Some(h))
+    let mut received: Vec<PacketType> = Vec::new();
+    let mut end: Option<String> = None;
+    let handshake = if flow.encrypted {
+        let r = peer.handshake(acip::crypto::DEFAULT_TOTAL_TIMEOUT + Duration::from_secs(1)).await;
+        let log = peer.handshake_log();
+        let names = |sent: bool| log.iter().filter(|(s, _)| *s == sent).map(|(_, t)| t.to_string()).collect();
+        received.extend(log.iter().filter(|(s, _)| !*s).map(|(_, t)| *t));
+        let error = match &r {
+            Ok(true) => None,
+            Ok(false) => Some("the handshake completed without a traffic key".to_string()),
+            Err(Seen::Garbage(e)) => Some(format!("handshake error: {e}")),
+            Err(seen) => {
+                let e = end_text(seen, ws);
+                end = Some(e.clone());
+                Some(e)
+            }
+        };
+        Some(HandshakeReplay {
+            dialect: flow.dialect,
+            transport: if ws { Transport::WebSocket } else { Transport::Tcp },
+            sent: names(true),
+            received: names(false),
+            completed: error.is_none(),
+            error,
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
     } else {
-        (None, None)
+        None
     };
     let handshake_failed = handshake.as_ref().is_some_and(|h| !h.completed);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Packet>(64);
     let sent_count = script.len();
-    let sender = async move {
-        if handshake_failed {
-            return;
-        }
-        for (t, p) in script {
-            // Offsets count from the captured session start, so a fresh handshake takes the captured one's
-            // place in the schedule.
-            tokio::time::sleep_until((started + scale(t)).into()).await;
-            if tx.send(p).await.is_err() {
-                break;
-            }
-        }
-    };
-    // The wire form of a script packet: sealed when the session is encrypted.
-    let seal = |p: &Packet| -> Option<Packet> {
-        match &session {
-            None => Some(p.clone()),
-            Some(s) => s.lock().ok()?.encrypt(p).ok(),
-        }
-    };
     let mut sent = 0u64;
     let mut sent_types: BTreeMap<String, u64> = BTreeMap::new();
     let tail = scale(captured_tail).max(Duration::from_millis(200));
-    let session_ref = session.as_ref();
-    if handshake_failed {
-        // The handshake's own verdict is the session's end; nothing more is sent.
-    } else {
-        match conn {
-            Conn::Tcp(stream) => {
-                let (mut rd, mut wr) = stream.into_split();
-                let types = &mut received.types;
-                let reader = async {
-                    let mut buf = vec![0u8; READ_CHUNK];
-                    loop {
-                        while let Some(r) = dec.poll_packet() {
-                            match r.map_err(|e| format!("undecodable server stream: {e}")) {
-                                Ok(p) => match answer_type(&p, session_ref) {
-                                    Ok(t) => types.push(t),
-                                    Err(e) => return e,
-                                },
-                                Err(e) => return e,
-                            }
-                        }
-                        match rd.read(&mut buf).await {
-                            Ok(0) => return "server closed (FIN)".to_string(),
-                            Ok(n) => dec.handle_bytes(&buf[..n]),
-                            Err(e) => return format!("server reset ({e})"),
-                        }
-                    }
-                };
-                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                let writer = async {
-                    while let Some(p) = rx.recv().await {
-                        let Some(wire) = seal(&p) else { continue };
-                        if wr.write_all(&wire.encode()).await.is_err() {
-                            break;
-                        }
-                        sent += 1;
-                        *sent_types.entry(p.packet_type.to_string()).or_default() += 1;
-                    }
-                    tokio::time::sleep(tail).await;
-                    let _ = wr.shutdown().await;
-                    let _ = done_tx.send(());
-                };
-                let (_, end, _) =
-                    tokio::join!(sender, bounded(reader, done_rx, Duration::from_secs(1)), writer);
-                received.end = Some(end);
+    if !handshake_failed {
+        // Offsets count from the captured session start, so a fresh handshake takes the captured one's
+        // place in the schedule. Until each packet is due, what the server says is read; once the server
+        // has ended the session the remaining packets are still written while the socket takes them.
+        for (t, p) in script {
+            let due = tokio::time::Instant::from_std(started + scale(t));
+            while end.is_none() {
+                let left = due.saturating_duration_since(tokio::time::Instant::now());
+                match peer.next(left).await {
+                    Seen::Timeout => break,
+                    Seen::Packet(p) => received.push(p.packet_type),
+                    other => end = Some(end_text(&other, ws)),
+                }
             }
-            Conn::Ws(ws) => {
-                let (mut sink, mut stream) = (*ws).split();
-                let types = &mut received.types;
-                let reader = async {
-                    loop {
-                        while let Some(r) = dec.poll_packet() {
-                            match r.map_err(|e| format!("undecodable server message: {e}")) {
-                                Ok(p) => match answer_type(&p, session_ref) {
-                                    Ok(t) => types.push(t),
-                                    Err(e) => return e,
-                                },
-                                Err(e) => return e,
-                            }
-                        }
-                        match stream.next().await {
-                            Some(Ok(Message::Binary(b))) => dec.handle_bytes(&b),
-                            Some(Ok(Message::Close(c))) => return close_text(c),
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => return format!("connection error: {e}"),
-                            None => return "server closed without a close frame (1006)".to_string(),
-                        }
-                    }
-                };
-                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                let writer = async {
-                    while let Some(p) = rx.recv().await {
-                        let Some(wire) = seal(&p) else { continue };
-                        if sink.send(Message::Binary(wire.encode().into())).await.is_err() {
-                            break;
-                        }
-                        sent += 1;
-                        *sent_types.entry(p.packet_type.to_string()).or_default() += 1;
-                    }
-                    tokio::time::sleep(tail).await;
-                    let _ = sink.send(Message::Close(None)).await;
-                    let _ = done_tx.send(());
-                };
-                let (_, end, _) =
-                    tokio::join!(sender, bounded(reader, done_rx, Duration::from_secs(1)), writer);
-                received.end = Some(end);
+            tokio::time::sleep_until(due).await;
+            let t = p.packet_type.to_string();
+            if peer.send(p).await.is_err() {
+                break;
             }
+            sent += 1;
+            *sent_types.entry(t).or_default() += 1;
+        }
+        // The captured tail, then our close, then at most CLOSE_LISTEN for the server's end.
+        let tail_end = tokio::time::Instant::now() + tail;
+        while end.is_none() {
+            match peer.next(tail_end.saturating_duration_since(tokio::time::Instant::now())).await {
+                Seen::Timeout => break,
+                Seen::Packet(p) => received.push(p.packet_type),
+                other => end = Some(end_text(&other, ws)),
+            }
+        }
+        if end.is_none() {
+            let closing = if ws {
+                peer.close(acip::ws::close_code::NORMAL, CLOSE_LISTEN).await
+            } else {
+                let _ = peer.shutdown_write().await;
+                let deadline = tokio::time::Instant::now() + CLOSE_LISTEN;
+                loop {
+                    match peer.next(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+                        Seen::Packet(p) => received.push(p.packet_type),
+                        other => break other,
+                    }
+                }
+            };
+            end = Some(end_text(&closing, ws));
         }
     }
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -630,32 +415,16 @@ async fn replay_flow(flow: &FlowReport, target: &Target, pace: Pace) -> crate::R
         skipped,
         sent_types,
         expected_types: count(&expected),
-        received_types: count(&received.types),
+        received_types: count(&received),
         expected_order: first_seen(&expected),
-        received_order: first_seen(&received.types),
+        received_order: first_seen(&received),
         captured_end: flow.ending.clone(),
-        live_end: received.end.unwrap_or_default(),
+        live_end: end.unwrap_or_default(),
         duration_ms,
         divergences: Vec::new(),
     };
     r.divergences = divergences(&r, sent_count as u64, flow.encrypted);
     Ok(r)
-}
-
-/// Runs the reader until the server ends the connection, or until `limit` after the writer is done (it has
-/// closed its half by then): the reader's verdict on how the session ended.
-async fn bounded(
-    reader: impl std::future::Future<Output = String>,
-    writer_done: tokio::sync::oneshot::Receiver<()>,
-    limit: Duration,
-) -> String {
-    tokio::select! {
-        end = reader => end,
-        _ = async {
-            let _ = writer_done.await;
-            tokio::time::sleep(limit).await;
-        } => "still open when the replay stopped listening".into(),
-    }
 }
 
 fn count(types: &[PacketType]) -> BTreeMap<String, u64> {

@@ -93,27 +93,7 @@ impl Load {
     }
 }
 
-/// What built the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Versions {
-    /// `harness` crate version.
-    pub harness: String,
-    /// `git describe --always --dirty` of the working tree, when git and the repository are available.
-    pub git_describe: Option<String>,
-    /// `debug` or `release`: latencies of a debug build are not comparable with a release build.
-    pub profile: String,
-}
-
-/// The machine the run was measured on (read from /proc where available).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Machine {
-    pub cpus: u32,
-    pub memory_total_bytes: Option<u64>,
-    pub kernel: Option<String>,
-    pub cpu_model: Option<String>,
-    pub os: String,
-    pub arch: String,
-}
+pub use super::env::{Machine, Versions};
 
 /// One stage's distribution, or the reason it has none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

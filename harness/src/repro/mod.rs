@@ -328,7 +328,7 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     }
     let opts = Options { quick: args.quick, seed, target: args.target.clone() };
     let out =
-        args.out.clone().unwrap_or_else(|| crate::cli::default_out_dir("repro", Some(&seed.to_string())));
+        args.out.clone().unwrap_or_else(|| crate::paths::default_out_dir("repro", Some(&seed.to_string())));
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     println!(
         "harness repro: seed {seed} (rerun with --seed {seed}){}",

@@ -114,7 +114,7 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let out = match &args.out {
         Some(d) => d.clone(),
-        None => crate::cli::default_out_dir("soak", Some(&seed.to_string())),
+        None => crate::paths::default_out_dir("soak", Some(&seed.to_string())),
     };
     std::fs::create_dir_all(&out).map_err(|e| crate::Error::io(format!("creating {}", out.display()), e))?;
     let mode = if args.json {

@@ -101,6 +101,8 @@ pub enum Output {
 /// What happened on a connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// A handshake packet went out (`sent`) or came in: for reports that show the handshake step by step.
+    HandshakePacket { sent: bool, packet_type: PacketType },
     /// The handshake ended: `encrypted` says whether packets are now sealed.
     HandshakeDone { encrypted: bool },
     /// A packet from the peer (decrypted when it came as ENCRYPTED).
@@ -478,6 +480,7 @@ impl Conn {
 
     fn on_packet(&mut self, p: Packet) {
         if let Some(hs) = self.handshake.as_mut() {
+            self.events.push_back(Event::HandshakePacket { sent: false, packet_type: p.packet_type });
             if let Err(e) = hs.handle_packet(p, self.now) {
                 return self.fail(e.into());
             }
@@ -538,6 +541,7 @@ impl Conn {
         }
         let complete = hs.is_complete();
         for p in out {
+            self.events.push_back(Event::HandshakePacket { sent: true, packet_type: p.packet_type });
             self.push_packet(&p);
         }
         if let Some(e) = failed {

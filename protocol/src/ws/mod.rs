@@ -37,7 +37,7 @@ pub use close::{
 pub use fragment::{fragment, Fragmenter, Fragments};
 pub use frame::{encode_frame, FrameDecoder, FrameDecoderConfig, MessageDecoder};
 pub use order::HeadFrameOrder;
-pub use reassembly::{Message, Reassembler, ReassemblerConfig, ReassemblyEvent};
+pub use reassembly::{feb_message_rule, Message, Reassembler, ReassemblerConfig, ReassemblyEvent};
 
 use crate::stream::StreamDecoder;
 

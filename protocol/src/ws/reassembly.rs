@@ -275,16 +275,27 @@ impl Reassembler {
         if !self.config.check_packet_length {
             return Ok(());
         }
-        let message = data.len();
-        let Some(len) = Header::peek_length(data).filter(|_| message >= HEADER_LEN) else {
-            return Err(ReassemblyError::HeaderIncomplete { message });
-        };
-        let packet = HEADER_LEN + len as usize;
-        match message.cmp(&packet) {
-            std::cmp::Ordering::Less => Err(ReassemblyError::MessageShorterThanPacket { message, packet }),
-            std::cmp::Ordering::Greater => Err(ReassemblyError::MessageLongerThanPacket { message, packet }),
-            std::cmp::Ordering::Equal => Ok(()),
+        feb_message_rule(data).map(drop)
+    }
+}
+
+/// `feb`'s rule, "one WebSocket message carries exactly one ACIP packet", for a whole message: `Ok` with the
+/// packet's length when the message is exactly as long as the packet its header announces; otherwise why
+/// not (header incomplete, message shorter or longer than the packet). Only lengths are compared (the C
+/// WebSocket path checked neither magic nor CRC, ACIP-SPEC.md 1.4 (c)). The one place this rule is written:
+/// the reassembler and the capture dissector both apply it.
+pub fn feb_message_rule(message: &[u8]) -> Result<usize, ReassemblyError> {
+    let size = message.len();
+    let Some(len) = Header::peek_length(message).filter(|_| size >= HEADER_LEN) else {
+        return Err(ReassemblyError::HeaderIncomplete { message: size });
+    };
+    let packet = HEADER_LEN + len as usize;
+    match size.cmp(&packet) {
+        std::cmp::Ordering::Less => Err(ReassemblyError::MessageShorterThanPacket { message: size, packet }),
+        std::cmp::Ordering::Greater => {
+            Err(ReassemblyError::MessageLongerThanPacket { message: size, packet })
         }
+        std::cmp::Ordering::Equal => Ok(packet),
     }
 }
 
