@@ -1,6 +1,7 @@
 //! `harness soak`: many reference clients against one server on a fixed send schedule, with per-stage
 //! latency histograms corrected for coordinated omission, and reports (see `crate::report`).
 
+pub mod assemble;
 pub mod driver;
 pub mod embedded;
 pub mod load;
