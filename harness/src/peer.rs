@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use acip::conn::{Conn, ConnConfig, Event, Input, Output};
-use acip::ws::{encode_frame, OpCode};
+use acip::ws::{encode_frame, MaskKeys, OpCode};
 use acip::{Packet, PacketType};
 use bytes::Bytes;
 use reference_client::Target;
@@ -106,8 +106,8 @@ pub struct Peer {
     conn: Conn,
     events: VecDeque<Event>,
     buf: Vec<u8>,
-    /// Masks of hand-made frames (xorshift32, seeded: reproducible).
-    mask_state: u32,
+    /// Masks of hand-made frames (seeded: reproducible).
+    masks: MaskKeys,
     ended: Option<String>,
     /// Handshake packets in order: (sent by us, type).
     handshake_log: Vec<(bool, PacketType)>,
@@ -125,14 +125,14 @@ impl Peer {
         } else {
             Vec::new()
         };
-        let mask_state = (config.mask_seed as u32) | 1;
+        let masks = MaskKeys::new(config.mask_seed as u32);
         let conn = Conn::client(config, std::time::Instant::now());
         let mut peer = Peer {
             stream,
             conn,
             events: VecDeque::new(),
             buf: vec![0u8; READ_BUF],
-            mask_state,
+            masks,
             ended: None,
             handshake_log: Vec::new(),
         };
@@ -297,12 +297,7 @@ impl Peer {
 
     /// A fresh masking key for a hand-made frame.
     pub fn mask(&mut self) -> [u8; 4] {
-        let mut x = self.mask_state;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.mask_state = x;
-        x.to_be_bytes()
+        self.masks.next_key()
     }
 
     /// Writes one hand-made masked frame.

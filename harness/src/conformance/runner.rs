@@ -241,7 +241,7 @@ struct Conn {
     transport: Transport,
     dialect: Dialect,
     session: Option<Session>,
-    mask_state: u32,
+    masks: acip::ws::MaskKeys,
     obs: Obs,
 }
 
@@ -287,19 +287,14 @@ impl Conn {
             transport: target.transport(),
             dialect: target.dialect,
             session: None,
-            mask_state: seed | 1,
+            masks: acip::ws::MaskKeys::new(seed),
             obs: Obs::default(),
         })
     }
 
-    /// A fresh masking key (xorshift32: reproducible, which is all a test client needs).
+    /// A fresh masking key.
     fn mask(&mut self) -> [u8; 4] {
-        let mut x = self.mask_state;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.mask_state = x;
-        x.to_be_bytes()
+        self.masks.next_key()
     }
 
     fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8], out: &mut Vec<u8>) {

@@ -26,8 +26,6 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 use crate::codec::payloads::ErrorMessage;
 use crate::codec::{Limits, Packet, PacketType};
@@ -37,7 +35,7 @@ use crate::crypto::{
 use crate::stream::StreamDecoder;
 use crate::ws::{
     close_code, close_payload, encode_frame, feed_head_stream, parse_close, FrameDecoder, FrameDecoderConfig,
-    HeadFrameOrder, OpCode, Reassembler, ReassemblerConfig, ReassemblyEvent, Utf8Validator,
+    HeadFrameOrder, MaskKeys, OpCode, Reassembler, ReassemblerConfig, ReassemblyEvent, Utf8Validator,
 };
 use crate::{Dialect, Error};
 
@@ -199,7 +197,7 @@ pub struct Conn {
     queued: Vec<Packet>,
     transmits: VecDeque<Bytes>,
     events: VecDeque<Event>,
-    masks: ChaCha8Rng,
+    masks: MaskKeys,
     now: Instant,
     /// Test-only broken variant: forget buffered partial input before every read.
     #[cfg(test)]
@@ -237,7 +235,7 @@ impl Conn {
 
     fn new(config: ConnConfig, is_client: bool, hs: Handshake, now: Instant) -> Conn {
         let framing = Conn::framing(&config, is_client);
-        let masks = ChaCha8Rng::seed_from_u64(config.mask_seed);
+        let masks = MaskKeys::new((config.mask_seed ^ (config.mask_seed >> 32)) as u32);
         let mut c = Conn {
             config,
             is_client,
@@ -597,7 +595,7 @@ impl Conn {
     }
 
     fn mask(&mut self) -> Option<[u8; 4]> {
-        self.is_client.then(|| self.masks.next_u32().to_be_bytes())
+        self.is_client.then(|| self.masks.next_key())
     }
 
     fn push_frame(&mut self, op: OpCode, fin: bool, payload: &[u8]) {

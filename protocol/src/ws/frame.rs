@@ -273,3 +273,24 @@ impl MessageDecoder {
         &self.reassembler
     }
 }
+
+/// Masking keys for a client's frames (RFC 6455 5.3): a seeded xorshift32 sequence, reproducible, which is
+/// all a test client needs (the RFC's unpredictability matters against proxies, not here).
+#[derive(Debug, Clone)]
+pub struct MaskKeys(u32);
+
+impl MaskKeys {
+    pub fn new(seed: u32) -> Self {
+        MaskKeys(seed | 1)
+    }
+
+    /// The next key.
+    pub fn next_key(&mut self) -> [u8; 4] {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x.to_be_bytes()
+    }
+}
