@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use acip::codec::payloads::{ClientCapabilities, ImageFrame, Payload, StreamStart};
-use acip::crypto::{ClientHandshake, HandshakeConfig, HandshakeEvent, Password, Session, Transport};
+use acip::conn::{Conn, ConnConfig, Event as ConnEvent, Input as ConnInput, Output};
+use acip::crypto::{Password, Session, Transport};
 use acip::stats::Stage;
 use acip::{Dialect, Header, Limits, Packet, PacketType};
 use bytes::Bytes;
@@ -551,48 +552,61 @@ struct Early {
     rx_bytes: u64,
 }
 
-/// Connects the transport and runs the handshake.
+/// Connects the transport and runs the handshake through `acip::conn` (the one client connection state
+/// machine; the WebSocket library frames messages, so packets go in and out whole).
 async fn open(
     config: &ClientConfig,
     creds: &Credentials,
 ) -> Result<(WireSink, WireSource, Option<Session>, Early)> {
     let (mut sink, mut source) = transport::connect(&config.target, config.dialect, config.limits).await?;
     let transport = if config.target.is_ws() { Transport::WebSocket } else { Transport::Tcp };
-    let mut hc = HandshakeConfig::new(config.dialect, transport, config.seed);
-    hc.mode = config.crypto_mode();
-    hc.password = creds.password.clone();
-    hc.identity = creds.identity.clone();
+    let mut cc = ConnConfig::new(config.dialect, transport, config.seed);
+    cc.handshake.mode = config.crypto_mode();
+    cc.handshake.password = creds.password.clone();
+    cc.handshake.identity = creds.identity.clone();
+    cc.limits = config.limits;
+    cc.frame_ws = false;
+    // PINGs are the session's business once it runs; the handshake phase answers nothing by itself.
+    cc.answer_pings = false;
     let fragment = if config.target.is_ws() { config.effective_ws_fragment() } else { None };
-    let mut hs = ClientHandshake::new(hc, Instant::now());
+    let mut conn = Conn::client(cc, Instant::now());
     let mut early = Early::default();
     loop {
-        while let Some(p) = hs.poll_transmit() {
-            let wire = Bytes::from(p.encode());
-            early.tx.push((p.packet_type, wire.len()));
-            sink.write_packet(wire, fragment).await?;
-        }
-        while let Some(ev) = hs.poll_event() {
-            match ev {
-                HandshakeEvent::EarlyPacket(p) => early.packets.push(p),
-                HandshakeEvent::AuthFailed { reason } => {
-                    return Err(ClientError::Handshake(acip::crypto::HandshakeError::AuthFailed { reason }))
+        let mut done = false;
+        while let Some(out) = conn.poll_output() {
+            match out {
+                Output::Transmit(wire) => {
+                    let t = Header::decode(&wire, &config.limits)
+                        .map_or(PacketType::Unknown(0), |h| h.packet_type);
+                    early.tx.push((t, wire.len()));
+                    sink.write_packet(wire, fragment).await?;
                 }
-                HandshakeEvent::Completed { .. } | HandshakeEvent::PlaintextClient { .. } => {}
+                Output::Event(ConnEvent::HandshakeDone { .. }) => done = true,
+                // Packets the server sent in plaintext before the handshake ended (WebSocket, 4.4).
+                Output::Event(ConnEvent::Packet(p)) => early.packets.push(p),
+                Output::Event(ConnEvent::Violation(acip::Error::Handshake(e))) => {
+                    return Err(ClientError::Handshake(e))
+                }
+                Output::Event(ConnEvent::Violation(e)) => return Err(ClientError::Protocol(e.to_string())),
+                Output::Event(ConnEvent::PeerClosed { code, reason }) => {
+                    return Err(ClientError::Closed { code, reason: closed_reason(code, reason) })
+                }
+                Output::Event(ConnEvent::HandshakePacket { .. }) => {}
             }
         }
-        if hs.is_complete() {
-            return Ok((sink, source, hs.into_session(), early));
+        if done {
+            return Ok((sink, source, conn.into_session(), early));
         }
-        let deadline = hs.poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = conn.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             incoming = source.next() => match incoming? {
                 Incoming::Packet(p, n) => {
                     early.rx_bytes += n as u64;
-                    hs.handle_packet(p, Instant::now())?;
+                    conn.handle_input(ConnInput::Packet(p), Instant::now());
                 }
                 Incoming::Closed { code, reason } => return Err(ClientError::Closed { code, reason: closed_reason(code, reason) }),
             },
-            _ = sleep_until_opt(deadline) => hs.handle_timeout(Instant::now())?,
+            _ = sleep_until_opt(deadline) => conn.handle_input(ConnInput::Timeout, Instant::now()),
         }
     }
 }

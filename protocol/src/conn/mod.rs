@@ -11,8 +11,9 @@
 //!
 //! A WebSocket connection starts after the HTTP upgrade (the shell does it: see [`crate::ws`] for frames).
 //! The first error is a [`Event::Violation`]: a WebSocket peer is sent a CLOSE with the code
-//! [`crate::Error::close`] gives, a TCP peer an ERROR_MESSAGE with its code, and the connection is then
-//! dead: later input is ignored and nothing more is transmitted.
+//! [`crate::Error::close`] gives; on TCP a server sends an ERROR_MESSAGE with its code (except after a
+//! framing error, which leaves no packet boundary) and a client just closes. The connection is then dead:
+//! later input is ignored and nothing more is transmitted.
 //!
 //! Drain order, documented because shells rely on it: after each `handle_input`, call
 //! [`Conn::poll_output`] until it returns `None`. It yields every pending [`Output::Transmit`] first (in
@@ -53,6 +54,10 @@ pub struct ConnConfig {
     pub answer_pings: bool,
     /// Seed of the WebSocket masking keys a client uses.
     pub mask_seed: u64,
+    /// Who frames WebSocket messages: `true` (default) this connection (bytes in, frames out); `false` a
+    /// WebSocket library in the shell, which then feeds whole packets ([`Input::Packet`]) and sends each
+    /// [`Output::Transmit`] (one encoded packet) as one binary message.
+    pub frame_ws: bool,
 }
 
 impl ConnConfig {
@@ -66,6 +71,7 @@ impl ConnConfig {
             ws_fragment: None,
             answer_pings: true,
             mask_seed: seed ^ 0x6d61_736b,
+            frame_ws: true,
         }
     }
 
@@ -79,6 +85,9 @@ impl ConnConfig {
 pub enum Input {
     /// Bytes read from the socket.
     Bytes(Bytes),
+    /// A whole packet the shell already decoded (a WebSocket library's message, with
+    /// [`ConnConfig::frame_ws`] off).
+    Packet(Packet),
     /// The deadline of [`Conn::poll_timeout`] passed.
     Timeout,
     /// A packet to send (encrypted when the session is; queued until the handshake is done).
@@ -291,6 +300,11 @@ impl Conn {
         self.is_client
     }
 
+    /// The traffic session, for a shell that seals and opens packets itself after the handshake.
+    pub fn into_session(self) -> Option<Session> {
+        self.session
+    }
+
     /// Feeds one input at `now`.
     pub fn handle_input(&mut self, input: Input, now: Instant) {
         self.now = now;
@@ -299,6 +313,7 @@ impl Conn {
         }
         match input {
             Input::Bytes(b) => self.on_bytes(&b),
+            Input::Packet(p) => self.on_packet(p),
             Input::Timeout => self.on_timeout(),
             Input::Send(p) => {
                 if self.state == State::Handshake {
@@ -578,6 +593,7 @@ impl Conn {
     fn push_packet(&mut self, p: &Packet) {
         let wire = p.encode();
         match self.config.transport() {
+            Transport::WebSocket if !self.config.frame_ws => self.transmits.push_back(Bytes::from(wire)),
             Transport::Tcp => self.transmits.push_back(Bytes::from(wire)),
             Transport::WebSocket => {
                 let size = self.config.ws_fragment.unwrap_or(usize::MAX).max(1);
@@ -599,6 +615,9 @@ impl Conn {
     }
 
     fn push_frame(&mut self, op: OpCode, fin: bool, payload: &[u8]) {
+        if !self.config.frame_ws {
+            return; // the shell's WebSocket library sends its own control frames
+        }
         let mask = self.mask();
         let mut out = Vec::with_capacity(payload.len() + 14);
         encode_frame(op, fin, mask, payload, &mut out);
@@ -635,6 +654,8 @@ impl Conn {
             // Framing errors close a TCP connection silently, as the real peers do (ACIP-SPEC.md 1.4): the
             // byte stream has no boundary left to put a packet on.
             Transport::Tcp if matches!(e, Error::Codec(_)) => {}
+            // ERROR_MESSAGE is the server's word (ACIP-SPEC.md 3.12); a client just closes.
+            Transport::Tcp if self.is_client => {}
             Transport::Tcp => {
                 let mut payload = Vec::new();
                 ErrorMessage::new(advice.error_code, &e.to_string()).encode_into(&mut payload);

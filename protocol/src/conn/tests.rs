@@ -559,3 +559,49 @@ fn the_chunking_model_catches_a_connection_that_forgets_partial_input() {
     let result = runner.run(&any_conversation(), |conv| chunking_model(conv, true));
     assert!(result.is_err(), "the chunking model did not catch a connection that drops partial reads");
 }
+
+/// With `frame_ws` off (a WebSocket library in the shell), packets go in and out whole, and the same
+/// conversation gives the same packets and handshake result.
+#[test]
+fn a_shell_that_frames_messages_itself_gets_the_same_conversation() {
+    for dialect in [Dialect::Feb, Dialect::Head] {
+        for transport in [Transport::Tcp, Transport::WebSocket] {
+            for mode in [Mode::Plain, Mode::Encrypt] {
+                let ctx = format!("{dialect} {transport} {mode:?}");
+                let (mut c, mut s) = configs(dialect, transport, mode);
+                c.frame_ws = false;
+                s.frame_ws = false;
+                let now = Instant::now_for_tests();
+                let (mut client, mut server) = (Conn::client(c, now), Conn::server(s, now));
+                let (mut cev, mut sev) = (Vec::new(), Vec::new());
+                fn drain(from: &mut Conn, to: &mut Conn, evs: &mut Vec<Event>, now: Instant) -> bool {
+                    let mut moved = false;
+                    while let Some(o) = from.poll_output() {
+                        match o {
+                            Output::Transmit(b) => {
+                                moved = true;
+                                let p =
+                                    Packet::decode_exact(b, &Limits::default()).expect("one whole packet");
+                                to.handle_input(Input::Packet(p), now);
+                            }
+                            Output::Event(e) => evs.push(e),
+                        }
+                    }
+                    moved
+                }
+                let mut pump = |client: &mut Conn, server: &mut Conn| {
+                    while drain(client, server, &mut cev, now) | drain(server, client, &mut sev, now) {}
+                };
+                pump(&mut client, &mut server);
+                for p in app_packets() {
+                    client.handle_input(Input::Send(p), now);
+                    pump(&mut client, &mut server);
+                }
+                let encrypted = mode != Mode::Plain;
+                assert!(sev.contains(&Event::HandshakeDone { encrypted }), "{ctx}: {sev:?}");
+                assert_eq!(packets(&sev), app_packets(), "{ctx}");
+                assert_eq!(client.into_session().is_some(), encrypted, "{ctx}");
+            }
+        }
+    }
+}
