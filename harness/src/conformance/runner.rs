@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acip::crypto::{ClientHandshake, HandshakeConfig, Session};
+use acip::conn::{ConnConfig, Event as ConnEvent, Input as ConnInput, Output};
+use acip::crypto::Session;
 use acip::stream::StreamDecoder;
 use acip::ws::{encode_frame, feed_head_stream, FrameDecoder, FrameDecoderConfig, OpCode};
 use acip::{Dialect, Limits, Packet, PacketType};
@@ -431,26 +432,35 @@ impl Conn {
         self.pause.send_replace(paused);
     }
 
-    /// The crypto handshake as a client (4.3 on TCP, 4.4 on WebSocket), leaving `session` set.
+    /// The crypto handshake as a client (4.3 on TCP, 4.4 on WebSocket) through `acip::conn` (packets in and
+    /// out whole: this connection frames its own messages), leaving `session` set. Only the suite's own
+    /// deadline applies ([`HANDSHAKE_TIMEOUT`]), not the connection's per-packet timers.
     async fn handshake(&mut self, seed: u64) -> Result<(), String> {
-        let t = match self.transport {
-            Transport::Tcp => acip::crypto::Transport::Tcp,
-            Transport::WebSocket => acip::crypto::Transport::WebSocket,
-        };
-        let cfg = HandshakeConfig::new(self.dialect, t, seed);
-        let mut hs = ClientHandshake::new(cfg, Instant::now());
+        let mut cfg = ConnConfig::new(self.dialect, self.transport, seed);
+        cfg.frame_ws = false;
+        cfg.answer_pings = false;
+        let mut conn = acip::conn::Conn::client(cfg, Instant::now());
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         self.obs.keep = true;
         let result = loop {
-            while let Some(p) = hs.poll_transmit() {
-                let b = p.encode();
-                let wire = self.whole_message(&b);
-                if !self.write(&wire, None).await {
-                    break;
+            let (mut done, mut failed) = (false, None);
+            while let Some(out) = conn.poll_output() {
+                match out {
+                    Output::Transmit(b) => {
+                        let wire = self.whole_message(&b);
+                        if !self.write(&wire, None).await {
+                            break;
+                        }
+                    }
+                    Output::Event(ConnEvent::HandshakeDone { .. }) => done = true,
+                    Output::Event(ConnEvent::Violation(e)) => failed = Some(format!("handshake failed: {e}")),
+                    Output::Event(_) => {}
                 }
             }
-            while hs.poll_event().is_some() {}
-            if hs.is_complete() {
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            if done {
                 break Ok(());
             }
             if let Some(e) = &self.obs.write_error {
@@ -462,18 +472,12 @@ impl Conn {
             let Some(p) = self.obs.inbox.pop_front() else {
                 break Err("connection closed during the handshake".into());
             };
-            if let Err(e) = hs.handle_packet(p, Instant::now()) {
-                while let Some(p) = hs.poll_transmit() {
-                    let wire = self.whole_message(&p.encode());
-                    self.write(&wire, None).await;
-                }
-                break Err(format!("handshake failed: {e}"));
-            }
+            conn.handle_input(ConnInput::Packet(p), Instant::now());
         };
         self.obs.keep = false;
         self.obs.inbox.clear();
         result?;
-        self.session = hs.into_session();
+        self.session = conn.into_session();
         if self.session.is_none() {
             return Err("the handshake completed without a session key".into());
         }
