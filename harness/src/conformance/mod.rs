@@ -13,6 +13,7 @@
 //! ```
 
 pub mod cases;
+pub mod catalogue;
 pub mod report;
 pub mod runner;
 
@@ -23,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use acip::Dialect;
 
-pub use cases::{catalogue, Case, Params, Transport};
+pub use cases::{Case, Params, Transport};
+pub use catalogue::catalogue;
 pub use report::SuiteReport;
 pub use runner::{Behaviour, CaseResult, Target};
 
