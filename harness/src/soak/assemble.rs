@@ -8,9 +8,16 @@ use acip::stats::Counters;
 use hdrhistogram::Histogram;
 use reference_client::ClientReport;
 
-use super::driver::{StageRow, SLOT_RELEASE_LIMIT, STAGES};
 use super::{load, raw_tcp, schedule, Args, Transport};
 use crate::report::{HistogramSummary, Ratio, Report, Series, StageReport, Verdict};
+use acip::stats::{StageRow, REPORT_STAGES as STAGES};
+
+/// How long to wait for the server to release every slot after the clients closed.
+pub const SLOT_RELEASE_LIMIT: Duration = Duration::from_secs(5);
+/// Wire size of one IMAGE_FRAME packet: 22-byte header, 24-byte IMAGE_FRAME header, RGB24 pixels.
+pub fn wire_frame_bytes(args: &Args) -> usize {
+    acip::codec::HEADER_LEN + 24 + args.frame.0 as usize * args.frame.1 as usize * 3
+}
 
 /// The server's state after every client closed (embedded server only).
 #[derive(Debug, Clone, Default)]
@@ -202,7 +209,7 @@ fn add_baseline(report: &mut Report, b: &raw_tcp::RawTcpResult, args: &Args) {
         "raw-TCP baseline: {} clients × {} bytes × {} fps over plain TCP on loopback, run after the soak \
          for the same duration and schedule",
         args.clients,
-        super::driver::wire_frame_bytes(args),
+        wire_frame_bytes(args),
         args.fps
     ));
 }

@@ -11,10 +11,11 @@ use acip::stats::Stage;
 use reference_client::{ClientConfig, ClientEvent, ClientObserver, ClientReport, Target};
 use tokio::sync::watch;
 
+use super::assemble::{self, wire_frame_bytes, SLOT_RELEASE_LIMIT};
 use super::embedded::{Embedded, ServerSample};
 use super::progress::{Progress, Tick};
 use super::schedule::{self, ChurnEvent, Schedule};
-use super::{assemble, memory, raw_tcp, Args, Baseline};
+use super::{memory, raw_tcp, Args, Baseline};
 use crate::report::hlog::IntervalRecorder;
 use crate::report::{Report, Series};
 
@@ -25,8 +26,6 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long the drain waits, beyond half the run's duration, for clients that fell behind their
 /// schedule to send their last frame and for the server to account for every frame sent.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-/// How long to wait for the server to release every slot after the clients closed.
-pub(crate) const SLOT_RELEASE_LIMIT: Duration = Duration::from_secs(5);
 /// Pause before retrying a failed (re)connect; frames due meanwhile are counted as unsent.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// Clients connecting at once during start-up (a server's accept queue is finite).
@@ -376,11 +375,6 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
     };
     let report = assemble::assemble(report, records, args);
     Ok(report)
-}
-
-/// Wire size of one IMAGE_FRAME packet: 22-byte header, 24-byte IMAGE_FRAME header, RGB24 pixels.
-pub(crate) fn wire_frame_bytes(args: &Args) -> usize {
-    acip::codec::HEADER_LEN + 24 + args.frame.0 as usize * args.frame.1 as usize * 3
 }
 
 use super::Transport;
