@@ -605,3 +605,42 @@ fn a_shell_that_frames_messages_itself_gets_the_same_conversation() {
         }
     }
 }
+
+/// After an encrypted TCP handshake a server refuses plaintext application packets (the real server's
+/// rule) and ignores REKEY_* (4.8), keeping the session.
+#[test]
+fn an_encrypted_tcp_server_refuses_plaintext_and_ignores_rekeys() {
+    let pair = converse(Dialect::Head, Transport::Tcp, Mode::Encrypt, None, usize::MAX);
+    let Pair { mut server, now, .. } = pair;
+    server.handle_input(
+        Input::Bytes(Bytes::from(Packet::empty(PacketType::CRYPTO_REKEY_REQUEST).encode())),
+        now,
+    );
+    assert_eq!(server.state(), State::Open);
+    while server.poll_output().is_some() {}
+    let plain = Packet::new(PacketType::STREAM_START, vec![0, 0, 0, 1]).encode();
+    let (e, _) = fails_with(&mut server, now, vec![Input::Bytes(Bytes::from(plain))]);
+    assert_eq!(e.kind(), "crypto", "{e}");
+}
+
+/// A TCP peer's ERROR_MESSAGE is reported as the packet it is and as the peer closing, with its text.
+#[test]
+fn an_error_message_on_tcp_is_the_peer_closing() {
+    let (c, s) = configs(Dialect::Feb, Transport::Tcp, Mode::Plain);
+    let mut pair = Pair::new(c, s);
+    pair.send(Packet::new(PacketType::CLIENT_CAPABILITIES, vec![0u8; 160]));
+    let mut payload = Vec::new();
+    ErrorMessage::new(ErrorMessage::NETWORK, "server full").encode_into(&mut payload);
+    let p = Packet::new(PacketType::ERROR_MESSAGE, payload);
+    pair.client.handle_input(Input::Bytes(Bytes::from(p.encode())), pair.now);
+    let mut events = Vec::new();
+    while let Some(o) = pair.client.poll_output() {
+        if let Output::Event(e) = o {
+            events.push(e);
+        }
+    }
+    assert_eq!(
+        events,
+        vec![Event::Packet(p), Event::PeerClosed { code: None, reason: "server full".into() }]
+    );
+}
