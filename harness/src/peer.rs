@@ -176,8 +176,12 @@ impl Peer {
     pub async fn handshake(&mut self, wait: Duration) -> Result<bool, Seen> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(i) = self.events.iter().position(|e| matches!(e, Event::HandshakeDone { .. })) {
-                let Some(Event::HandshakeDone { encrypted }) = self.events.remove(i) else { unreachable!() };
+            let done = self.events.iter().enumerate().find_map(|(i, e)| match e {
+                Event::HandshakeDone { encrypted } => Some((i, *encrypted)),
+                _ => None,
+            });
+            if let Some((i, encrypted)) = done {
+                self.events.remove(i);
                 return Ok(encrypted);
             }
             if let Some(e) = self.events.iter().find_map(|e| match e {

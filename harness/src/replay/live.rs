@@ -293,7 +293,7 @@ fn end_text(seen: &Seen, ws: bool) -> String {
         (Seen::Garbage(why), false) => format!("undecodable server stream: {why}"),
         (Seen::Garbage(why), true) => format!("undecodable server message: {why}"),
         (Seen::Timeout, _) => "still open when the replay stopped listening".into(),
-        (Seen::Packet(_), _) => unreachable!("a packet is not an end"),
+        (Seen::Packet(p), _) => format!("still open (last seen: {})", p.packet_type),
     }
 }
 

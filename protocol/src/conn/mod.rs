@@ -561,8 +561,7 @@ impl Conn {
             return self.fail(e.into());
         }
         if complete {
-            let hs = self.handshake.take().expect("handshake present");
-            self.session = hs.into_session();
+            self.session = self.handshake.take().and_then(Handshake::into_session);
             self.enforce_encryption =
                 self.session.is_some() && self.config.transport() == Transport::Tcp && !self.is_client;
             self.state = State::Open;
