@@ -242,7 +242,10 @@ impl Peer {
                         return Seen::Close { code: code.unwrap_or(acip::ws::close_code::NO_STATUS), reason }
                     }
                     Event::Violation(e) => return Seen::Garbage(e.to_string()),
-                    Event::HandshakeDone { .. } | Event::HandshakePacket { .. } => {}
+                    Event::HandshakeDone { .. }
+                    | Event::HandshakePacket { .. }
+                    | Event::RekeyIgnored(_)
+                    | Event::Dropped(_) => {}
                 }
             }
             if let Some(s) = self.read_some(deadline).await {

@@ -66,7 +66,15 @@ impl Error {
             Error::Frame(e) => e.kind(),
             Error::Reassembly(e) => e.kind(),
             Error::Handshake(_) => "handshake",
-            Error::Crypto(CryptoError::BadMac) => "decrypt_failed",
+            Error::Crypto(
+                CryptoError::BadMac
+                | CryptoError::CiphertextTooShort { .. }
+                | CryptoError::InnerTooShort { .. }
+                | CryptoError::InnerLengthMismatch { .. }
+                | CryptoError::InnerCrcMismatch { .. },
+            ) => "decrypt_failed",
+            Error::Crypto(CryptoError::NoSessionKey) => "encrypted_without_key",
+            Error::Crypto(CryptoError::PlaintextAfterHandshake(_)) => "plaintext_after_handshake",
             Error::Crypto(_) => "crypto",
             Error::Slot(_) => "slot",
             Error::Usage(_) => "usage",

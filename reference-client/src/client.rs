@@ -591,7 +591,9 @@ async fn open(
                 Output::Event(ConnEvent::PeerClosed { code, reason }) => {
                     return Err(ClientError::Closed { code, reason: closed_reason(code, reason) })
                 }
-                Output::Event(ConnEvent::HandshakePacket { .. }) => {}
+                Output::Event(
+                    ConnEvent::HandshakePacket { .. } | ConnEvent::Dropped(_) | ConnEvent::RekeyIgnored(_),
+                ) => {}
             }
         }
         if done {

@@ -29,12 +29,24 @@ use crate::sync::lock;
 pub(crate) enum Outbound {
     /// An ACIP packet (encrypted by the writer once a session key is installed, unless handshake-class).
     Packet { packet: Packet, queued: Instant },
+    /// One packet already encoded by the session's `acip` connection (a plain handshake packet): written
+    /// as it is, never sealed.
+    Wire { packet_type: PacketType, bytes: Bytes, queued: Instant },
     /// A WebSocket PONG control frame answering a PING (ignored on TCP).
     WsPong(Bytes),
     /// From here on, encrypt non-handshake packets with this.
     StartEncryption(Box<OutboundCrypto>),
     /// Write a WebSocket close frame (code, reason) or, on TCP, shut down; then stop.
     Close { code: u16, reason: String },
+}
+
+impl Outbound {
+    /// A [`Outbound::Wire`] for the encoded packet `bytes`.
+    pub fn wire(bytes: Bytes) -> Outbound {
+        let packet_type = acip::Header::decode(&bytes, &acip::codec::Limits::default())
+            .map_or(PacketType::Unknown(0), |h| h.packet_type);
+        Outbound::Wire { packet_type, bytes, queued: Instant::now() }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -160,6 +172,12 @@ impl Sink {
     }
 }
 
+/// What the writer writes next.
+enum Item {
+    Packet(Packet),
+    Wire(PacketType, Bytes),
+}
+
 /// The writer task: the only code that writes to this connection's socket. Ends on `Close`, when every
 /// [`Outbox`] is gone, on a write error, or when the connection is closing.
 pub(crate) async fn run_writer(mut sink: Sink, mut rx: OutboxRx, conn: Arc<ConnInfo>) {
@@ -167,10 +185,11 @@ pub(crate) async fn run_writer(mut sink: Sink, mut rx: OutboxRx, conn: Arc<ConnI
     let mut closing = conn.closing.subscribe();
     let mut last_video: Option<Instant> = None;
     loop {
-        let (packet, queued, is_video) = tokio::select! {
+        let (item, queued, is_video) = tokio::select! {
             biased;
             m = rx.rx.recv() => match m {
-                Some(Outbound::Packet { packet, queued }) => (packet, queued, false),
+                Some(Outbound::Packet { packet, queued }) => (Item::Packet(packet), queued, false),
+                Some(Outbound::Wire { packet_type, bytes, queued }) => (Item::Wire(packet_type, bytes), queued, false),
                 Some(Outbound::WsPong(payload)) => {
                     if sink.write_control(OpCode::Pong, &payload).await.is_err() {
                         conn.count_error("write_failed");
@@ -190,21 +209,26 @@ pub(crate) async fn run_writer(mut sink: Sink, mut rx: OutboxRx, conn: Arc<ConnI
                 None => break,
             },
             _ = rx.video.notify.notified() => match lock(&rx.video.frame).take() {
-                Some((p, q)) => (p, q, true),
+                Some((p, q)) => (Item::Packet(p), q, true),
                 None => continue,
             },
             _ = crate::sync::until_true(&mut closing) => break,
         };
-        let t = packet.packet_type;
-        let bytes = match crypto.as_mut() {
-            Some(c) if !t.is_handshake() => match c.seal(&packet) {
-                Ok(b) => b,
-                Err(e) => {
-                    conn.count_error(&format!("encrypt_failed: {e}"));
-                    break;
+        let (t, bytes) = match item {
+            Item::Wire(t, bytes) => (t, bytes),
+            Item::Packet(packet) => {
+                let t = packet.packet_type;
+                match crypto.as_mut() {
+                    Some(c) if !t.is_handshake() => match c.seal(&packet) {
+                        Ok(b) => (t, Bytes::from(b)),
+                        Err(e) => {
+                            conn.count_error(&format!("encrypt_failed: {e}"));
+                            break;
+                        }
+                    },
+                    _ => (t, Bytes::from(packet.encode())),
                 }
-            },
-            _ => packet.encode(),
+            }
         };
         match sink.write_message(&bytes).await {
             Ok(wire) => {

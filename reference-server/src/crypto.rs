@@ -2,15 +2,12 @@
 //! key, the Ed25519 identity and client whitelist, and the seed of each handshake's RNG; plus the writer's
 //! half of a traffic key.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-
 use acip::crypto::{CryptoError, Password, Session};
 use acip::Packet;
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use std::path::Path;
 
 use crate::error::ServerError;
-use crate::sync::lock;
 
 /// Server-wide crypto inputs of every handshake.
 #[derive(Clone)]
@@ -90,21 +87,22 @@ fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
     Ok(out)
 }
 
-/// The writer's side of a traffic key: seals outgoing packets (the dispatch task decrypts with the same
-/// [`Session`]; one key serves both directions, ACIP-SPEC.md 4.1).
+/// The writer's side of a traffic key: seals outgoing packets. The dispatch task's `acip` connection keeps
+/// the decrypting half (`Conn::take_sealer`); one key serves both directions (ACIP-SPEC.md 4.1), and the
+/// nonce counter lives here alone.
 #[derive(Debug)]
 pub(crate) struct OutboundCrypto {
-    session: Arc<Mutex<Session>>,
+    session: Session,
 }
 
 impl OutboundCrypto {
-    pub fn new(session: Arc<Mutex<Session>>) -> Self {
+    pub fn new(session: Session) -> Self {
         OutboundCrypto { session }
     }
 
     /// The wire bytes of `packet` wrapped in ENCRYPTED.
     pub fn seal(&mut self, packet: &Packet) -> Result<Vec<u8>, CryptoError> {
-        Ok(lock(&self.session).encrypt(packet)?.encode())
+        Ok(self.session.encrypt(packet)?.encode())
     }
 }
 

@@ -38,6 +38,16 @@ pub(crate) enum End {
 }
 
 impl End {
+    /// The end a receive-side error (`acip::conn::Receiver`) means: framing errors keep their own kinds.
+    pub fn from_receive(e: acip::Error) -> End {
+        match e {
+            acip::Error::Codec(e) => End::Codec(e),
+            acip::Error::Frame(e) => End::Frame(e),
+            acip::Error::Reassembly(e) => End::Reassembly(e),
+            other => End::Unusable { kind: other.kind(), reason: other.to_string() },
+        }
+    }
+
     /// The error kind counted in stats; `None` for an orderly end.
     pub fn kind(&self) -> Option<&'static str> {
         Some(match self {

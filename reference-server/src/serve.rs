@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use acip::conn::{Received, Receiver};
 use acip::stats::Stage;
-use acip::stream::StreamDecoder;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -93,10 +93,14 @@ async fn serve_tcp(shared: Arc<Shared>, crypto: ServerCrypto, stream: TcpStream,
     tasks.finish(&shared, end).await;
 }
 
-/// Reads the TCP byte stream into packets (ACIP-SPEC.md 6.1) with the idle timeout of 1.4 (b).
+/// Reads the TCP byte stream into packets (ACIP-SPEC.md 6.1, `acip::conn::Receiver`) with the idle timeout
+/// of 1.4 (b).
 async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared: &Shared) -> End {
     let idle = shared.config.tcp_idle_timeout;
-    let mut dec = StreamDecoder::new(shared.config.limits);
+    let limits = shared.config.limits;
+    let reassembly = acip::ws::ReassemblerConfig::from_limits(&limits);
+    let mut rx =
+        Receiver::new(acip::crypto::Transport::Tcp, shared.config.dialect, limits, reassembly, false);
     let mut buf = vec![0u8; READ_BUF];
     let mut closing = conn.closing.subscribe();
     // When the first byte of the packet being assembled arrived.
@@ -112,8 +116,8 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
         let n = tokio::select! {
             r = tokio::time::timeout(idle, r.read(&mut buf[..lim])) => match r {
                 Err(_) => return End::IdleTimeout(idle),
-                Ok(Ok(0)) if dec.is_at_boundary() => return End::Eof,
-                Ok(Ok(0)) => return End::EofMidPacket { buffered: dec.buffered() },
+                Ok(Ok(0)) if rx.is_at_boundary() => return End::Eof,
+                Ok(Ok(0)) => return End::EofMidPacket { buffered: rx.buffered() },
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return End::Io(e.to_string()),
             },
@@ -122,22 +126,23 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
         pacer.consumed(n);
         let now = Instant::now();
         first.get_or_insert(now);
-        dec.handle_bytes(&buf[..n]);
-        while let Some(p) = dec.poll_packet() {
-            match p {
-                Ok(packet) => {
+        rx.handle_bytes(&buf[..n]);
+        while let Some(item) = rx.poll(now) {
+            match item {
+                Ok(Received::Packet { packet, wire, .. }) => {
                     if let Some(f) = first.take() {
                         conn.record(Stage::ServerAssembly, now - f);
                     }
-                    let wire = packet.wire_len();
                     if !itx.push(conn, packet, wire).await {
                         return End::ReaderDone;
                     }
                 }
-                Err(e) => return End::Codec(e),
+                // TCP has no control frames.
+                Ok(Received::Ping(_) | Received::Close(_)) => {}
+                Err(e) => return End::from_receive(e),
             }
         }
-        if dec.buffered() > 0 {
+        if rx.buffered() > 0 {
             first.get_or_insert(now);
         }
     }

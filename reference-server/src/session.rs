@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use acip::codec::payloads::{
     ClientCapabilities, ClientJoin, ClientLeave, ErrorMessage, ImageFrame, RemoteLog, StreamStart, StreamStop,
 };
-use acip::crypto::{CryptoMode, HandshakeConfig, HandshakeEvent, ServerHandshake, Session};
+use acip::conn::{ConnConfig, Event, Input as ConnInput, Output, ServerConn};
+use acip::crypto::CryptoMode;
 use acip::pattern::{PatternError, SequenceTracker};
 use acip::stats::Stage;
 use acip::{Packet, PacketType};
@@ -66,22 +67,23 @@ fn unix_micros() -> u64 {
 pub(crate) async fn run_session(ctx: SessionCtx, mut rx: mpsc::Receiver<Inbound>) -> End {
     let mut s = SessionState::new(&ctx);
     let mut closing = ctx.conn.closing.subscribe();
-    s.flush_handshake(&ctx).await;
+    if let Err(end) = s.pump(&ctx, None).await {
+        return s.fail(&ctx, end).await;
+    }
     // Once the connection is closing, the queue is closed to the reader and what it holds is still
     // handled: those packets were received before the close, and a clean close must lose none of them.
     let mut draining = false;
     loop {
-        let deadline = s.handshake.as_ref().and_then(|h| h.poll_timeout());
+        let deadline = s.acip.poll_timeout();
         let inbound = if draining {
             rx.recv().await
         } else {
             tokio::select! {
                 m = rx.recv() => m,
                 _ = sleep_until(deadline) => {
-                    let h = s.handshake.as_mut().expect("a deadline comes only from a running handshake");
-                    if let Err(e) = h.handle_timeout(Instant::now()) {
-                        s.flush_handshake(&ctx).await;
-                        return End::Handshake(e.to_string());
+                    s.acip.handle_input(ConnInput::Timeout, Instant::now());
+                    if let Err(end) = s.pump(&ctx, None).await {
+                        return s.fail(&ctx, end).await;
                     }
                     continue;
                 }
@@ -118,14 +120,14 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// The dispatch task's state: the `acip` server connection (packet mode: the reader frames, the writer
+/// seals) for the handshake, decryption and the encryption rule, and what the server keeps per client.
 struct SessionState {
     transport: Transport,
-    handshake: Option<ServerHandshake>,
+    acip: ServerConn,
     handshake_started: Instant,
-    /// Decrypting side of the traffic key (shared with the writer, which encrypts).
-    session: Option<Arc<Mutex<Session>>>,
-    /// TCP after an encrypted handshake rejects plaintext non-handshake packets (ACIP-SPEC.md 4.5).
-    enforce_encryption: bool,
+    /// CRYPTO_AUTH_FAILED went out (counted once as `auth_failed`).
+    auth_failed_sent: bool,
     client: Option<Arc<ClientEntry>>,
     tracker: SequenceTracker,
 }
@@ -138,108 +140,124 @@ impl SessionState {
             Transport::Tcp => acip::crypto::Transport::Tcp,
             Transport::WebSocket => acip::crypto::Transport::WebSocket,
         };
-        let mut hc = HandshakeConfig::new(cfg.dialect, hs_transport, ctx.crypto.seed_for(ctx.conn.id));
-        hc.mode = if cfg.encrypt { CryptoMode::Encrypt } else { CryptoMode::None };
-        hc.password = ctx.crypto.password.clone();
-        hc.identity = ctx.crypto.identity.clone();
-        hc.client_whitelist = ctx.crypto.whitelist.clone();
-        hc.header_timeout = cfg.tcp_idle_timeout;
+        let mut cc = ConnConfig::new(cfg.dialect, hs_transport, ctx.crypto.seed_for(ctx.conn.id));
+        cc.handshake.mode = if cfg.encrypt { CryptoMode::Encrypt } else { CryptoMode::None };
+        cc.handshake.password = ctx.crypto.password.clone();
+        cc.handshake.identity = ctx.crypto.identity.clone();
+        cc.handshake.client_whitelist = ctx.crypto.whitelist.clone();
+        cc.handshake.header_timeout = cfg.tcp_idle_timeout;
+        cc.limits = cfg.limits;
+        // The reader frames (acip::conn::Receiver) and the writer seals and frames: packets go in whole.
+        cc.frame_ws = false;
+        // PING is answered in `handle_plain` through the writer, which seals it.
+        cc.answer_pings = false;
+        // This server's failure policy (`fail`: REMOTE_LOG + ERROR_MESSAGE, or a plain close) is its own.
+        cc.notify_failure = false;
+        // ACIP-SPEC.md 1.4 (c): WebSocket drops what it cannot decrypt and stays up; TCP disconnects.
+        cc.drop_unusable = transport == Transport::WebSocket;
         let now = Instant::now();
         SessionState {
             transport,
-            handshake: Some(ServerHandshake::new(hc, now)),
+            acip: ServerConn::server(cc, now),
             handshake_started: now,
-            session: None,
-            enforce_encryption: false,
+            auth_failed_sent: false,
             client: None,
             tracker: SequenceTracker::new(),
         }
     }
 
-    /// Sends what the handshake queued; `true` if that included CRYPTO_AUTH_FAILED.
-    async fn flush_handshake(&mut self, ctx: &SessionCtx) -> bool {
-        let mut auth_failed = false;
-        if let Some(h) = self.handshake.as_mut() {
-            while let Some(p) = h.poll_transmit() {
-                auth_failed |= p.packet_type == PacketType::CRYPTO_AUTH_FAILED;
-                ctx.outbox.send(p).await;
+    /// Drains the connection: handshake packets to the writer, events handled in order. `fed` is the type
+    /// of the packet just fed, if any.
+    async fn pump(&mut self, ctx: &SessionCtx, fed: Option<PacketType>) -> Result<(), End> {
+        while let Some(out) = self.acip.poll_output() {
+            match out {
+                Output::Transmit(wire) => {
+                    ctx.outbox.send_msg(Outbound::wire(wire)).await;
+                }
+                Output::Event(ev) => self.on_event(ctx, ev, fed).await?,
             }
         }
-        auth_failed
+        Ok(())
     }
 
-    async fn handle(&mut self, ctx: &SessionCtx, inb: Inbound) -> Result<(), End> {
-        let Inbound { packet, wire, budget, .. } = inb;
-        // Handling holds the budget: the bytes are still in memory until the packet is stored or dropped.
-        let _budget = budget;
-        ctx.conn.count_rx(packet.packet_type, wire);
-        if let Some(h) = self.handshake.as_mut() {
-            let no_encryption = packet.packet_type == PacketType::CRYPTO_NO_ENCRYPTION;
-            let r = h.handle_packet(packet, Instant::now());
-            let auth_failed = self.flush_handshake(ctx).await;
-            if let Err(e) = r {
-                if no_encryption && !auth_failed {
+    async fn on_event(&mut self, ctx: &SessionCtx, ev: Event, fed: Option<PacketType>) -> Result<(), End> {
+        match ev {
+            Event::HandshakePacket { sent: true, packet_type: PacketType::CRYPTO_AUTH_FAILED } => {
+                if !self.auth_failed_sent {
+                    self.auth_failed_sent = true;
+                    ctx.conn.count_error("auth_failed");
+                }
+            }
+            Event::HandshakePacket { .. } => {}
+            Event::HandshakeDone { encrypted } => {
+                ctx.conn.record(Stage::Handshake, self.handshake_started.elapsed());
+                if encrypted {
+                    if let Some(session) = self.acip.take_sealer() {
+                        let out = OutboundCrypto::new(session);
+                        ctx.outbox.send_msg(Outbound::StartEncryption(Box::new(out))).await;
+                    }
+                }
+            }
+            Event::Packet(p) => {
+                if fed == Some(PacketType::ENCRYPTED) {
+                    // Counted under ENCRYPTED (with its bytes) on arrival and under its inner type here.
+                    ctx.conn.count_rx(p.packet_type, 0);
+                }
+                return self.handle_plain(ctx, p).await;
+            }
+            // After an encrypted handshake: the same rule as a plaintext REKEY (first packet, then ignored).
+            Event::RekeyIgnored(t) => return self.handle_plain(ctx, Packet::empty(t)).await,
+            Event::Dropped(e) => ctx.conn.count_drop(self.unusable_kind(&e)),
+            Event::PeerClosed { .. } => {}
+            Event::Violation(acip::Error::Handshake(e)) => {
+                if fed == Some(PacketType::CRYPTO_NO_ENCRYPTION) && !self.auth_failed_sent {
                     // The real server answers CRYPTO_NO_ENCRYPTION with AUTH_FAILED and drops the client
                     // in every handshake state (ACIP-SPEC.md 2, 1109). `acip`'s handshake queues it only
                     // before the key exchange; on WebSocket the server opens with KEY_EXCHANGE_INIT (4.4),
                     // so a 1109 there is an "unexpected packet" to it. No 3.15 reason bit fits: 0.
                     let payload = acip::codec::payloads::AuthFailed::new(0).encode();
                     ctx.outbox.send(Packet::new(PacketType::CRYPTO_AUTH_FAILED, payload)).await;
+                    self.auth_failed_sent = true;
                     ctx.conn.count_error("auth_failed");
                 }
                 return Err(End::Handshake(e.to_string()));
             }
-            let mut first = None;
-            let h = self.handshake.as_mut().expect("still there");
-            while let Some(ev) = h.poll_event() {
-                match ev {
-                    HandshakeEvent::PlaintextClient { first_packet } => first = Some(first_packet),
-                    HandshakeEvent::AuthFailed { .. } => ctx.conn.count_error("auth_failed"),
-                    HandshakeEvent::Completed { .. } | HandshakeEvent::EarlyPacket(_) => {}
-                }
+            // TCP (ACIP-SPEC.md 1.4 (b)): a packet the session cannot use disconnects.
+            Event::Violation(e) => {
+                return Err(End::Unusable { kind: self.unusable_kind(&e), reason: e.to_string() })
             }
-            if h.is_complete() {
-                let h = self.handshake.take().expect("still there");
-                ctx.conn.record(Stage::Handshake, self.handshake_started.elapsed());
-                if let Some(session) = h.into_session() {
-                    let session = Arc::new(Mutex::new(session));
-                    let out = OutboundCrypto::new(session.clone());
-                    ctx.outbox.send_msg(Outbound::StartEncryption(Box::new(out))).await;
-                    self.session = Some(session);
-                    self.enforce_encryption = self.transport == Transport::Tcp;
-                }
-            }
-            if let Some(p) = first {
-                return self.handle_plain(ctx, p).await;
-            }
-            return Ok(());
         }
-        let packet = if packet.packet_type == PacketType::ENCRYPTED {
-            let Some(session) = &self.session else {
-                return self.unusable(ctx, "encrypted_without_key", "ENCRYPTED packet but no session key");
-            };
-            let t0 = Instant::now();
-            let r = lock(session).decrypt(&packet);
-            ctx.conn.record(Stage::ServerDecrypt, t0.elapsed());
-            match r {
-                Ok(inner) => {
-                    // Counted under ENCRYPTED (with its bytes) above and under its inner type here.
-                    ctx.conn.count_rx(inner.packet_type, 0);
-                    inner
+        Ok(())
+    }
+
+    /// The stats name of a packet the session could not use.
+    fn unusable_kind(&self, e: &acip::Error) -> &'static str {
+        match e {
+            // A handshake packet after an encrypted handshake, other than REKEY_*: no handler for it.
+            acip::Error::Crypto(acip::crypto::CryptoError::UnexpectedHandshakePacket(_)) => {
+                match (&self.client, self.transport) {
+                    (Some(_), _) => "unhandled_type",
+                    (None, Transport::Tcp) => "caps_not_first",
+                    (None, Transport::WebSocket) => "before_capabilities",
                 }
-                Err(e) => return self.unusable(ctx, "decrypt_failed", &e.to_string()),
             }
-        } else {
-            if self.enforce_encryption && !packet.packet_type.is_handshake() {
-                return self.unusable(
-                    ctx,
-                    "plaintext_after_handshake",
-                    &format!("plaintext {} after an encrypted handshake", packet.packet_type),
-                );
-            }
-            packet
-        };
-        self.handle_plain(ctx, packet).await
+            e => e.kind(),
+        }
+    }
+
+    async fn handle(&mut self, ctx: &SessionCtx, inb: Inbound) -> Result<(), End> {
+        let Inbound { packet, wire, budget, .. } = inb;
+        // Handling holds the budget: the bytes are still in memory until the packet is stored or dropped.
+        let _budget = budget;
+        let t = packet.packet_type;
+        ctx.conn.count_rx(t, wire);
+        let open = self.acip.state() == acip::conn::State::Open;
+        let t0 = Instant::now();
+        self.acip.handle_input(ConnInput::Packet(packet), t0);
+        if open && t == PacketType::ENCRYPTED {
+            ctx.conn.record(Stage::ServerDecrypt, t0.elapsed());
+        }
+        self.pump(ctx, Some(t)).await
     }
 
     /// A packet the transport cannot use: TCP disconnects (ACIP-SPEC.md 1.4 (b)); WebSocket drops it and

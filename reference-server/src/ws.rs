@@ -1,9 +1,9 @@
-//! WebSocket connections (ACIP-SPEC.md 6.2, 7.3; RFC 6455): the HTTP upgrade, then RFC 6455 frames from
-//! `acip::ws::FrameDecoder` (client frames must be masked: an unmasked one is closed with 1002). The `feb`
-//! dialect reassembles one message = one packet with `acip::ws::Reassembler` (fragment timing, gaps, the
-//! reassembly timeout); `head` treats all data frames as one byte stream for `acip::stream::StreamDecoder`,
-//! after checking their RFC 6455 5.4 order (`HeadFrameOrder`: 1002 on a CONTINUATION with no message open
-//! or a new message before FIN, with the same typed errors as `feb`).
+//! WebSocket connections (ACIP-SPEC.md 6.2, 7.3; RFC 6455): the HTTP upgrade, then `acip::conn::Receiver`
+//! (client frames must be masked: an unmasked one is closed with 1002; CLOSE and TEXT checked as RFC 6455
+//! says). The `feb` dialect reassembles one message = one packet (fragment timing, gaps, the reassembly
+//! timeout); `head` treats all data frames as one byte stream after checking their RFC 6455 5.4 order
+//! (1002 on a CONTINUATION with no message open or a new message before FIN, with the same typed errors
+//! as `feb`).
 //!
 //! Deliberately stricter than the real WebSocket path, which checks neither magic nor CRC (1.4 (c)): a
 //! packet with a bad magic or CRC closes the connection with 1002 and a reason naming the error, so a
@@ -14,13 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use acip::conn::{Received, Receiver};
 use acip::stats::Stage;
-use acip::stream::StreamDecoder;
-use acip::ws::{
-    encode_frame, feed_head_stream, FrameDecoder, FrameDecoderConfig, OpCode, Reassembler, ReassemblerConfig,
-    ReassemblyEvent,
-};
-use acip::{Dialect, Packet};
+use acip::ws::{encode_frame, OpCode, ReassemblerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -106,7 +102,8 @@ pub(crate) async fn serve_ws(
     tasks.finish(&shared, end).await;
 }
 
-/// Reads frames until the connection ends.
+/// Reads frames until the connection ends: `acip::conn::Receiver` frames, reassembles and checks; this
+/// loop times the packets, answers PING through the writer and queues packets for the dispatch task.
 async fn read_ws(
     mut r: OwnedReadHalf,
     leftover: Vec<u8>,
@@ -116,113 +113,66 @@ async fn read_ws(
 ) -> End {
     let cfg = &shared.config;
     let conn: &ConnInfo = &tasks.conn;
-    let mut frames = FrameDecoder::with_config(FrameDecoderConfig {
-        max_frame: cfg.limits.max_ws_frame,
-        require_mask: Some(true),
-        strict_length: false,
-    });
-    let mut reasm =
-        Reassembler::new(ReassemblerConfig::from_limits(&cfg.limits).with_timeout(cfg.reassembly_timeout));
-    let mut stream = StreamDecoder::new(cfg.limits);
-    let mut order = acip::ws::HeadFrameOrder::default();
+    let mut rx = Receiver::new(
+        acip::crypto::Transport::WebSocket,
+        cfg.dialect,
+        cfg.limits,
+        ReassemblerConfig::from_limits(&cfg.limits).with_timeout(cfg.reassembly_timeout),
+        false,
+    );
     // When the first byte of the packet being assembled arrived (first byte to last fragment is
     // ServerAssembly; the reassembler adds the gaps between fragments).
     let mut first_byte: Option<Instant> = if leftover.is_empty() { None } else { Some(Instant::now()) };
     let mut closing = conn.closing.subscribe();
     let mut buf = vec![0u8; READ_BUF];
-    frames.handle_bytes(&leftover);
+    rx.handle_bytes(&leftover);
     let idle = cfg.ws_idle_timeout;
     let mut pacer = RxPacer::new(cfg.faults.rx_pause);
     loop {
         let now = Instant::now();
-        while let Some(f) = frames.poll_frame() {
-            let frame = match f {
-                Ok(f) => f,
-                Err(e) => return End::Frame(e),
-            };
-            if frame.opcode.is_control() {
-                match frame.opcode {
-                    OpCode::Ping => {
-                        tasks.outbox.send_msg(Outbound::WsPong(frame.payload)).await;
+        while let Some(item) = rx.poll(now) {
+            match item {
+                Ok(Received::Packet { packet, wire, gaps }) => {
+                    if let Some(f) = first_byte.take() {
+                        conn.record(Stage::ServerAssembly, now - f);
                     }
-                    OpCode::Close => match acip::ws::parse_close(&frame.payload) {
-                        Ok(close) => {
-                            tasks.outbox.close(1000, "bye").await;
-                            return End::PeerClose(close.code_or_no_status());
-                        }
-                        Err(e) => return End::Frame(e.into()),
-                    },
-                    _ => {}
-                }
-                continue;
-            }
-            match cfg.dialect {
-                Dialect::Feb => match reasm.handle_frame(frame, now) {
-                    Ok(Some(ReassemblyEvent::Message(m))) => {
-                        if let Some(f) = first_byte.take() {
-                            conn.record(Stage::ServerAssembly, now - f);
-                        }
-                        for g in &m.gaps {
-                            conn.record(Stage::FragmentGap, *g);
-                        }
-                        let wire = m.data.len();
-                        let packet = match Packet::decode_exact(m.data, &cfg.limits) {
-                            Ok(p) => p,
-                            Err(e) => return End::Codec(e),
-                        };
-                        if !itx.push(conn, packet, wire).await {
-                            return End::ReaderDone;
-                        }
+                    for g in &gaps {
+                        conn.record(Stage::FragmentGap, *g);
                     }
-                    Ok(_) => {}
-                    Err(e) => return End::Reassembly(e),
-                },
-                Dialect::Head => {
-                    if let Err(e) = order.check(&frame) {
-                        return End::Reassembly(e);
-                    }
-                    feed_head_stream(&frame, &mut stream);
-                    while let Some(p) = stream.poll_packet() {
-                        match p {
-                            Ok(packet) => {
-                                if let Some(f) = first_byte.take() {
-                                    conn.record(Stage::ServerAssembly, now - f);
-                                }
-                                let wire = packet.wire_len();
-                                if !itx.push(conn, packet, wire).await {
-                                    return End::ReaderDone;
-                                }
-                            }
-                            Err(e) => return End::Codec(e),
-                        }
+                    if !itx.push(conn, packet, wire).await {
+                        return End::ReaderDone;
                     }
                 }
+                Ok(Received::Ping(payload)) => {
+                    tasks.outbox.send_msg(Outbound::WsPong(payload)).await;
+                }
+                Ok(Received::Close(close)) => {
+                    tasks.outbox.close(1000, "bye").await;
+                    return End::PeerClose(close.code_or_no_status());
+                }
+                Err(e) => return End::from_receive(e),
             }
         }
-        if frames.buffered() > 0 || reasm.in_progress() || stream.buffered() > 0 {
+        if !rx.is_at_boundary() {
             first_byte.get_or_insert(now);
         }
         // Under --fault rx-pause: the batch just handled was full, so stop reading for one interval.
         pacer.before_read().await;
         let lim = pacer.limit(buf.len());
-        let deadline = reasm.poll_timeout();
+        let deadline = rx.poll_timeout();
         // Armed per read, after the pushes above: time blocked on a full receive queue is not counted as
         // peer silence (as in `read_tcp`).
         let n = tokio::select! {
             res = tokio::time::timeout(idle, r.read(&mut buf[..lim])) => match res {
                 Err(_) => return End::IdleTimeout(idle),
-                Ok(Ok(0)) if frames.is_at_boundary() && !reasm.in_progress() && stream.is_at_boundary() => {
-                    return End::Eof
-                }
-                Ok(Ok(0)) => {
-                    return End::EofMidPacket { buffered: frames.buffered() + reasm.buffered() + stream.buffered() }
-                }
+                Ok(Ok(0)) if rx.is_at_boundary() => return End::Eof,
+                Ok(Ok(0)) => return End::EofMidPacket { buffered: rx.buffered() },
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return End::Io(e.to_string()),
             },
             _ = sleep_until(deadline) => {
-                if let Err(e) = reasm.handle_timeout(Instant::now()) {
-                    return End::Reassembly(e);
+                if let Err(e) = rx.handle_timeout(Instant::now()) {
+                    return End::from_receive(e);
                 }
                 0
             }
@@ -232,7 +182,7 @@ async fn read_ws(
         if n > 0 {
             first_byte.get_or_insert_with(Instant::now);
         }
-        frames.handle_bytes(&buf[..n]);
+        rx.handle_bytes(&buf[..n]);
     }
 }
 

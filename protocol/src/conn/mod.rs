@@ -9,6 +9,9 @@
 //!   handle_input(Input::Send) ─► Session (encrypt) ─► encode ─► WS: fragment + mask ─► Output::Transmit
 //! ```
 //!
+//! The receive side (everything left of "packets") is [`Receiver`], usable alone by a shell that reads on
+//! one task and handles packets on another.
+//!
 //! A WebSocket connection starts after the HTTP upgrade (the shell does it: see [`crate::ws`] for frames).
 //! The first error is a [`Event::Violation`]: a WebSocket peer is sent a CLOSE with the code
 //! [`crate::Error::close`] gives; on TCP a server sends an ERROR_MESSAGE with its code (except after a
@@ -20,8 +23,11 @@
 //! the order the bytes must go out), then the [`Output::Event`]s in the order they happened. Then arm a
 //! timer for [`Conn::poll_timeout`] and call `handle_input(Input::Timeout, now)` when it fires.
 
+mod receive;
 #[cfg(test)]
 mod tests;
+
+pub use receive::{Received, Receiver};
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -31,13 +37,10 @@ use bytes::Bytes;
 use crate::codec::payloads::ErrorMessage;
 use crate::codec::{Limits, Packet, PacketType};
 use crate::crypto::{
-    ClientHandshake, HandshakeConfig, HandshakeError, HandshakeEvent, ServerHandshake, Session, Transport,
+    ClientHandshake, CryptoError, HandshakeConfig, HandshakeError, HandshakeEvent, Opener, ServerHandshake,
+    Session, Transport,
 };
-use crate::stream::StreamDecoder;
-use crate::ws::{
-    close_code, close_payload, encode_frame, feed_head_stream, parse_close, FrameDecoder, FrameDecoderConfig,
-    HeadFrameOrder, MaskKeys, OpCode, Reassembler, ReassemblerConfig, ReassemblyEvent, Utf8Validator,
-};
+use crate::ws::{close_code, close_payload, encode_frame, MaskKeys, OpCode, ReassemblerConfig};
 use crate::{Dialect, Error};
 
 /// Settings of one connection.
@@ -58,6 +61,14 @@ pub struct ConnConfig {
     /// WebSocket library in the shell, which then feeds whole packets ([`Input::Packet`]) and sends each
     /// [`Output::Transmit`] (one encoded packet) as one binary message.
     pub frame_ws: bool,
+    /// On failure, tell the peer why (module docs). `false`: the shell has its own failure policy (the
+    /// reference server's REMOTE_LOG + ERROR_MESSAGE, or a plain close) and only gets the
+    /// [`Event::Violation`].
+    pub notify_failure: bool,
+    /// ACIP-SPEC.md 1.4 (c): a packet the connection cannot use (an ENCRYPTED one that does not decrypt or
+    /// comes without a key, a handshake packet other than REKEY_* after an encrypted handshake) is reported as [`Event::Dropped`] and the connection stays up, as the real
+    /// WebSocket server does. `false` (default): it fails the connection.
+    pub drop_unusable: bool,
 }
 
 impl ConnConfig {
@@ -72,6 +83,8 @@ impl ConnConfig {
             answer_pings: true,
             mask_seed: seed ^ 0x6d61_736b,
             frame_ws: true,
+            notify_failure: true,
+            drop_unusable: false,
         }
     }
 
@@ -118,6 +131,11 @@ pub enum Event {
     PeerClosed { code: Option<u16>, reason: String },
     /// The peer broke the protocol; the connection is failed (see the module docs).
     Violation(Error),
+    /// A packet the connection could not use was dropped and the connection stays up
+    /// ([`ConnConfig::drop_unusable`]).
+    Dropped(Error),
+    /// A REKEY_* packet after an encrypted handshake was ignored and the old key kept (ACIP-SPEC.md 4.8).
+    RekeyIgnored(PacketType),
 }
 
 /// Where a connection is in its life.
@@ -181,25 +199,16 @@ impl Handshake {
     }
 }
 
-/// The receive side of the transport.
-enum Framing {
-    Tcp(StreamDecoder),
-    Ws { frames: FrameDecoder, data: WsData, text: Option<Utf8Validator> },
-}
-
-enum WsData {
-    Feb(Reassembler),
-    Head { order: HeadFrameOrder, stream: StreamDecoder },
-}
-
 /// One ACIP connection, either role. See the module docs for the drain order.
 pub struct Conn {
     config: ConnConfig,
     is_client: bool,
     state: State,
-    framing: Framing,
+    receiver: Receiver,
     handshake: Option<Handshake>,
     session: Option<Session>,
+    /// The decrypting half left after [`Conn::take_sealer`].
+    opener: Option<Opener>,
     /// TCP after an encrypted handshake: plaintext non-handshake packets are a violation (the real server).
     enforce_encryption: bool,
     /// Packets to send once the handshake is done.
@@ -223,7 +232,7 @@ impl std::fmt::Debug for Conn {
         f.debug_struct("Conn")
             .field("client", &self.is_client)
             .field("state", &self.state)
-            .field("encrypted", &self.session.is_some())
+            .field("encrypted", &self.is_encrypted())
             .finish_non_exhaustive()
     }
 }
@@ -243,15 +252,16 @@ impl Conn {
     }
 
     fn new(config: ConnConfig, is_client: bool, hs: Handshake, now: Instant) -> Conn {
-        let framing = Conn::framing(&config, is_client);
+        let receiver = Conn::receiver(&config, is_client);
         let masks = MaskKeys::new((config.mask_seed ^ (config.mask_seed >> 32)) as u32);
         let mut c = Conn {
             config,
             is_client,
             state: State::Handshake,
-            framing,
+            receiver,
             handshake: Some(hs),
             session: None,
+            opener: None,
             enforce_encryption: false,
             queued: Vec::new(),
             transmits: VecDeque::new(),
@@ -265,26 +275,14 @@ impl Conn {
         c
     }
 
-    fn framing(config: &ConnConfig, is_client: bool) -> Framing {
-        match config.transport() {
-            Transport::Tcp => Framing::Tcp(StreamDecoder::new(config.limits)),
-            Transport::WebSocket => Framing::Ws {
-                frames: FrameDecoder::with_config(FrameDecoderConfig {
-                    max_frame: config.limits.max_ws_frame,
-                    // A server reads masked client frames; a client reads unmasked server frames (5.1).
-                    require_mask: Some(!is_client),
-                    strict_length: false,
-                }),
-                data: match config.handshake.dialect {
-                    Dialect::Feb => WsData::Feb(Reassembler::new(config.reassembly)),
-                    Dialect::Head => WsData::Head {
-                        order: HeadFrameOrder::default(),
-                        stream: StreamDecoder::new(config.limits),
-                    },
-                },
-                text: None,
-            },
-        }
+    fn receiver(config: &ConnConfig, is_client: bool) -> Receiver {
+        Receiver::new(
+            config.transport(),
+            config.handshake.dialect,
+            config.limits,
+            config.reassembly,
+            is_client,
+        )
     }
 
     pub fn state(&self) -> State {
@@ -293,7 +291,7 @@ impl Conn {
 
     /// Whether packets are sealed with a session key.
     pub fn is_encrypted(&self) -> bool {
-        self.session.is_some()
+        self.session.is_some() || self.opener.is_some()
     }
 
     pub fn is_client(&self) -> bool {
@@ -303,6 +301,17 @@ impl Conn {
     /// The traffic session, for a shell that seals and opens packets itself after the handshake.
     pub fn into_session(self) -> Option<Session> {
         self.session
+    }
+
+    /// Takes the sealing half of the traffic key, for a shell that encrypts on another task (the reference
+    /// server's writer). The connection keeps decrypting; from now on it sends only handshake-class
+    /// packets itself: asking it to send another one fails it with [`crate::crypto::CryptoError::SealerMoved`],
+    /// so the two never share a nonce counter. `None` before the handshake, on a plaintext session, or
+    /// when already taken.
+    pub fn take_sealer(&mut self) -> Option<Session> {
+        let s = self.session.take()?;
+        self.opener = Some(s.opener());
+        Some(s)
     }
 
     /// Feeds one input at `now`.
@@ -342,141 +351,34 @@ impl Conn {
             return None;
         }
         let hs = self.handshake.as_ref().and_then(Handshake::poll_timeout);
-        let reasm = match &self.framing {
-            Framing::Ws { data: WsData::Feb(r), .. } => r.poll_timeout(),
-            _ => None,
-        };
-        [hs, reasm].into_iter().flatten().min()
+        [hs, self.receiver.poll_timeout()].into_iter().flatten().min()
     }
 
     fn on_timeout(&mut self) {
         let now = self.now;
         if let Some(hs) = self.handshake.as_mut() {
             if let Err(e) = hs.handle_timeout(now) {
-                return self.fail(e.into());
+                return self.fail_handshake(e);
             }
         }
-        if let Framing::Ws { data: WsData::Feb(r), .. } = &mut self.framing {
-            if let Err(e) = r.handle_timeout(now) {
-                self.fail(e.into());
-            }
+        if let Err(e) = self.receiver.handle_timeout(now) {
+            self.fail(e);
         }
     }
 
     fn on_bytes(&mut self, bytes: &[u8]) {
         #[cfg(test)]
         if self.broken_forget_partial {
-            self.framing = Conn::framing(&self.config, self.is_client);
+            self.receiver = Conn::receiver(&self.config, self.is_client);
         }
-        let now = self.now;
-        let mut packets: Vec<Packet> = Vec::new();
-        let mut failure: Option<Error> = None;
-        let mut controls: Vec<(OpCode, Bytes)> = Vec::new();
-        match &mut self.framing {
-            Framing::Tcp(stream) => {
-                stream.handle_bytes(bytes);
-                while let Some(p) = stream.poll_packet() {
-                    match p {
-                        Ok(p) => packets.push(p),
-                        Err(e) => {
-                            failure = Some(e.into());
-                            break;
-                        }
-                    }
-                }
-            }
-            Framing::Ws { frames, data, text } => {
-                frames.handle_bytes(bytes);
-                while let Some(f) = frames.poll_frame() {
-                    let frame = match f {
-                        Ok(f) => f,
-                        Err(e) => {
-                            failure = Some(e.into());
-                            break;
-                        }
-                    };
-                    if frame.opcode.is_control() {
-                        controls.push((frame.opcode, frame.payload.clone()));
-                        if frame.opcode == OpCode::Close {
-                            break;
-                        }
-                        continue;
-                    }
-                    // RFC 6455 8.1: TEXT is checked fragment by fragment and failed at the bad one.
-                    if frame.opcode == OpCode::Text {
-                        *text = Some(Utf8Validator::new());
-                    } else if frame.opcode == OpCode::Binary {
-                        *text = None;
-                    }
-                    if let Some(v) = text.as_mut() {
-                        if let Err(e) = v.push(&frame.payload, frame.fin) {
-                            failure = Some(crate::ws::FrameError::from(e).into());
-                            break;
-                        }
-                        if frame.fin {
-                            *text = None;
-                        }
-                    }
-                    let r = match data {
-                        WsData::Feb(reasm) => match reasm.handle_frame(frame, now) {
-                            Ok(Some(ReassemblyEvent::Message(m))) => {
-                                Packet::decode_exact(m.data, &self.config.limits)
-                                    .map(|p| packets.push(p))
-                                    .map_err(Error::from)
-                            }
-                            Ok(_) => Ok(()),
-                            Err(e) => Err(e.into()),
-                        },
-                        WsData::Head { order, stream } => match order.check(&frame) {
-                            Err(e) => Err(e.into()),
-                            Ok(()) => {
-                                feed_head_stream(&frame, stream);
-                                let mut r = Ok(());
-                                while let Some(p) = stream.poll_packet() {
-                                    match p {
-                                        Ok(p) => packets.push(p),
-                                        Err(e) => {
-                                            r = Err(e.into());
-                                            break;
-                                        }
-                                    }
-                                }
-                                r
-                            }
-                        },
-                    };
-                    if let Err(e) = r {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-        // Packets decoded before a later control frame or error are handled first, in wire order; a CLOSE
-        // or PING among data frames keeps its place relative to the packets around it only loosely
-        // (controls are handled after this read's packets), which no ACIP peer depends on.
-        for p in packets {
-            if self.state == State::Closed {
-                return;
-            }
-            self.on_packet(p);
-        }
-        for (op, payload) in controls {
-            if self.state == State::Closed {
-                return;
-            }
-            self.on_control(op, &payload);
-        }
-        if let Some(e) = failure {
-            self.fail(e);
-        }
-    }
-
-    fn on_control(&mut self, op: OpCode, payload: &[u8]) {
-        match op {
-            OpCode::Ping => self.push_frame(OpCode::Pong, true, payload),
-            OpCode::Close => match parse_close(payload) {
-                Ok(c) => {
+        self.receiver.handle_bytes(bytes);
+        // In wire order: a CLOSE or an error ends the read; the packets before it are handled first.
+        while self.state != State::Closed {
+            match self.receiver.poll(self.now) {
+                None => break,
+                Some(Ok(Received::Packet { packet, .. })) => self.on_packet(packet),
+                Some(Ok(Received::Ping(payload))) => self.push_frame(OpCode::Pong, true, &payload),
+                Some(Ok(Received::Close(c))) => {
                     if self.state != State::Closing {
                         // Echo the code (an empty CLOSE is answered with 1000: 1005 is never sent).
                         let reply = close_payload(c.code.unwrap_or(close_code::NORMAL), "");
@@ -485,9 +387,8 @@ impl Conn {
                     self.events.push_back(Event::PeerClosed { code: c.code, reason: c.reason });
                     self.state = State::Closed;
                 }
-                Err(e) => self.fail(crate::ws::FrameError::from(e).into()),
-            },
-            _ => {}
+                Some(Err(e)) => self.fail(e),
+            }
         }
     }
 
@@ -495,26 +396,42 @@ impl Conn {
         if let Some(hs) = self.handshake.as_mut() {
             self.events.push_back(Event::HandshakePacket { sent: false, packet_type: p.packet_type });
             if let Err(e) = hs.handle_packet(p, self.now) {
-                return self.fail(e.into());
+                return self.fail_handshake(e);
             }
             return self.drive_handshake();
         }
+        let keyed = self.is_encrypted();
         let p = if p.packet_type == PacketType::ENCRYPTED {
-            match &self.session {
-                Some(s) => match s.decrypt(&p) {
-                    Ok(inner) => inner,
-                    Err(e) => return self.fail(e.into()),
-                },
-                None => return self.fail(crate::crypto::CryptoError::NotEncrypted(p.packet_type).into()),
+            let opened = match (&self.session, &self.opener) {
+                (Some(s), _) => s.decrypt(&p),
+                (None, Some(o)) => o.decrypt(&p),
+                (None, None) => Err(CryptoError::NoSessionKey),
+            };
+            match opened {
+                Ok(inner) => inner,
+                Err(e) if self.config.drop_unusable => {
+                    return self.events.push_back(Event::Dropped(e.into()))
+                }
+                Err(e) => return self.fail(e.into()),
             }
-        } else if let Some(s) = self.session.as_mut().filter(|_| p.packet_type.is_handshake()) {
+        } else if keyed && p.packet_type.is_handshake() {
             // REKEY_* after the handshake: ignored, the old key is kept (4.8); other handshake types fail.
-            if let Err(e) = s.handle_rekey(&p) {
-                return self.fail(e.into());
+            match p.packet_type {
+                PacketType::CRYPTO_REKEY_REQUEST
+                | PacketType::CRYPTO_REKEY_RESPONSE
+                | PacketType::CRYPTO_REKEY_COMPLETE => {
+                    return self.events.push_back(Event::RekeyIgnored(p.packet_type))
+                }
+                other => {
+                    let e = CryptoError::UnexpectedHandshakePacket(other).into();
+                    if self.config.drop_unusable {
+                        return self.events.push_back(Event::Dropped(e));
+                    }
+                    return self.fail(e);
+                }
             }
-            return;
         } else if self.enforce_encryption {
-            return self.fail(crate::crypto::CryptoError::NotEncrypted(p.packet_type).into());
+            return self.fail(CryptoError::PlaintextAfterHandshake(p.packet_type).into());
         } else {
             p
         };
@@ -577,6 +494,21 @@ impl Conn {
         }
     }
 
+    /// A failed handshake still sends what it queued on the way out (CRYPTO_AUTH_FAILED), then fails.
+    fn fail_handshake(&mut self, e: HandshakeError) {
+        if let Some(hs) = self.handshake.as_mut() {
+            let mut out = Vec::new();
+            while let Some(p) = hs.poll_transmit() {
+                out.push(p);
+            }
+            for p in out {
+                self.events.push_back(Event::HandshakePacket { sent: true, packet_type: p.packet_type });
+                self.push_packet(&p);
+            }
+        }
+        self.fail(e.into());
+    }
+
     /// Sends an application packet: sealed when the session is encrypted and the type is not plain-only.
     fn send_packet(&mut self, p: Packet) {
         let p = match self.session.as_mut() {
@@ -584,6 +516,9 @@ impl Conn {
                 Ok(e) => e,
                 Err(e) => return self.fail(e.into()),
             },
+            None if self.opener.is_some() && !p.packet_type.is_handshake() => {
+                return self.fail(CryptoError::SealerMoved(p.packet_type).into())
+            }
             _ => p,
         };
         self.push_packet(&p);
@@ -641,6 +576,7 @@ impl Conn {
         }
         let advice = e.close();
         match self.config.transport() {
+            _ if !self.config.notify_failure => {}
             Transport::WebSocket => {
                 if self.state != State::Closing {
                     self.push_frame(

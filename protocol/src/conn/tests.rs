@@ -10,7 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::crypto::{CryptoMode, Password};
-use crate::ws::{FrameError, ReassemblyError};
+use crate::stream::StreamDecoder;
+use crate::ws::{parse_close, FrameDecoder, FrameDecoderConfig, FrameError, ReassemblyError};
 
 /// The core bans `Instant::now`; tests need one arbitrary base instant, and virtual time runs from it.
 trait TestClock {
@@ -620,7 +621,7 @@ fn an_encrypted_tcp_server_refuses_plaintext_and_ignores_rekeys() {
     while server.poll_output().is_some() {}
     let plain = Packet::new(PacketType::STREAM_START, vec![0, 0, 0, 1]).encode();
     let (e, _) = fails_with(&mut server, now, vec![Input::Bytes(Bytes::from(plain))]);
-    assert_eq!(e.kind(), "crypto", "{e}");
+    assert_eq!(e.kind(), "plaintext_after_handshake", "{e}");
 }
 
 /// A TCP peer's ERROR_MESSAGE is reported as the packet it is and as the peer closing, with its text.
@@ -643,4 +644,121 @@ fn an_error_message_on_tcp_is_the_peer_closing() {
         events,
         vec![Event::Packet(p), Event::PeerClosed { code: None, reason: "server full".into() }]
     );
+}
+
+/// A wrong password: the server's CRYPTO_AUTH_FAILED still goes out before the connection fails, so the
+/// client learns why (the handshake queued it on the way out).
+#[test]
+fn a_refused_client_is_told_auth_failed_before_the_close() {
+    for transport in [Transport::Tcp, Transport::WebSocket] {
+        let (mut c, s) = configs(Dialect::Feb, transport, Mode::Password);
+        c.handshake.password = Some(Password::derive("wrong password").unwrap());
+        let mut pair = Pair::new(c, s);
+        pair.run();
+        let sent = pair.server_events.iter().any(|e| {
+            matches!(e, Event::HandshakePacket { sent: true, packet_type: PacketType::CRYPTO_AUTH_FAILED })
+        });
+        assert!(sent, "{transport:?}: {:?}", pair.server_events);
+        assert!(matches!(violation(&pair.server_events), Some(Error::Handshake(_))), "{transport:?}");
+        let told = violation(&pair.client_events).map(|e| e.to_string()).unwrap_or_default();
+        assert!(told.contains("refused authentication"), "{transport:?}: {told}");
+    }
+}
+
+/// A shell that seals on another task takes the sealing half: the connection still decrypts what the
+/// peer sends, and refuses to seal anything itself (no shared nonce counter).
+#[test]
+fn after_take_sealer_the_connection_decrypts_and_refuses_to_seal() {
+    let (c, s) = configs(Dialect::Head, Transport::Tcp, Mode::Encrypt);
+    let mut pair = Pair::new(c, s);
+    pair.run();
+    assert_eq!(pair.server.take_sealer().map(|_| ()), Some(()));
+    assert!(pair.server.take_sealer().is_none(), "taken once");
+    assert!(pair.server.is_encrypted());
+    let caps = Packet::new(PacketType::CLIENT_CAPABILITIES, vec![0u8; 160]);
+    pair.send(caps.clone());
+    assert_eq!(packets(&pair.server_events), vec![caps]);
+    let (e, _) = fails_with(&mut pair.server, pair.now, vec![Input::Send(Packet::empty(PacketType::PONG))]);
+    assert_eq!(e, Error::Crypto(CryptoError::SealerMoved(PacketType::PONG)));
+}
+
+/// ACIP-SPEC.md 1.4 (c) with `drop_unusable`: an ENCRYPTED packet that does not decrypt and a stray
+/// handshake packet are dropped and reported, and the connection carries on; without it they fail it.
+#[test]
+fn drop_unusable_keeps_the_connection_up() {
+    for drop in [true, false] {
+        let (c, mut s) = configs(Dialect::Feb, Transport::WebSocket, Mode::Encrypt);
+        s.drop_unusable = drop;
+        let mut pair = Pair::new(c, s);
+        pair.run();
+        let junk = Packet::new(PacketType::ENCRYPTED, vec![7u8; 80]).encode();
+        let init = Packet::new(PacketType::CRYPTO_KEY_EXCHANGE_INIT, vec![0u8; 32]).encode();
+        for wire in [junk, init] {
+            pair.server.handle_input(Input::Bytes(client_frame(OpCode::Binary, true, &wire)), pair.now);
+        }
+        pair.run();
+        let dropped: Vec<&str> = pair
+            .server_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Dropped(e) => Some(e.kind()),
+                _ => None,
+            })
+            .collect();
+        if drop {
+            assert_eq!(dropped, vec!["decrypt_failed", "crypto"]);
+            let ping = Packet::empty(PacketType::PING);
+            pair.send(ping.clone());
+            assert!(packets(&pair.server_events).contains(&ping), "still up");
+            assert_eq!(pair.server.state(), State::Open);
+        } else {
+            assert!(dropped.is_empty());
+            assert_eq!(violation(&pair.server_events).map(Error::kind), Some("decrypt_failed"));
+            assert_eq!(pair.server.state(), State::Closed);
+        }
+    }
+}
+
+/// The receive side alone, in wire order: two `head` packets in one frame, a PING between frames, a
+/// CLOSE that ends it, and nothing after.
+#[test]
+fn the_receiver_yields_packets_and_controls_in_wire_order() {
+    let limits = Limits::default();
+    let mut rx = Receiver::new(
+        Transport::WebSocket,
+        Dialect::Head,
+        limits,
+        ReassemblerConfig::from_limits(&limits),
+        false,
+    );
+    let a = Packet::empty(PacketType::PING);
+    let b = Packet::new(PacketType::STREAM_START, vec![0, 0, 0, 1]);
+    let mut two = a.encode();
+    two.extend_from_slice(&b.encode());
+    let now = Instant::now_for_tests();
+    let mut wire = Vec::new();
+    wire.extend_from_slice(&client_frame(OpCode::Binary, false, &two[..10]));
+    wire.extend_from_slice(&client_frame(OpCode::Ping, true, b"hi"));
+    wire.extend_from_slice(&client_frame(OpCode::Continuation, true, &two[10..]));
+    wire.extend_from_slice(&client_frame(OpCode::Close, true, &close_payload(1001, "bye")));
+    wire.extend_from_slice(&client_frame(OpCode::Binary, true, &a.encode()));
+    // Byte by byte: the cut never matters.
+    let mut got = Vec::new();
+    for byte in wire {
+        rx.handle_bytes(&[byte]);
+        while let Some(r) = rx.poll(now) {
+            got.push(r.unwrap());
+        }
+    }
+    let close = parse_close(&close_payload(1001, "bye")).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Received::Ping(Bytes::from_static(b"hi")),
+            Received::Packet { packet: a, wire: 22, gaps: vec![] },
+            Received::Packet { packet: b.clone(), wire: b.wire_len(), gaps: vec![] },
+            Received::Close(close),
+        ]
+    );
+    assert!(rx.poll(now).is_none());
 }

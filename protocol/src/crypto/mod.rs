@@ -26,7 +26,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use crate::codec::{CodecError, Dialect, PacketType};
 
 pub use handshake::{ClientHandshake, HandshakeEvent, ServerHandshake};
-pub use session::{RekeyOutcome, Session};
+pub use session::{Opener, RekeyOutcome, Session};
 
 /// The crypto mode a client asks for in PROTOCOL_VERSION's `supports_encryption` byte (ACIP-SPEC.md 4.2).
 /// Bit 0x01 is ENCRYPT, bit 0x02 is AUTH.
@@ -348,4 +348,14 @@ pub enum CryptoError {
     /// A handshake-class packet arrived after the handshake that this session does not handle.
     #[error("unexpected {0} after the handshake")]
     UnexpectedHandshakePacket(PacketType),
+    /// An ENCRYPTED packet on a connection that has no traffic key (a plaintext handshake).
+    #[error("ENCRYPTED packet but no session key")]
+    NoSessionKey,
+    /// A plaintext application packet after an encrypted TCP handshake (the real server's rule, 4.5).
+    #[error("plaintext {0} after an encrypted handshake")]
+    PlaintextAfterHandshake(PacketType),
+    /// A connection was asked to seal a packet after its shell took the sealing half of the key
+    /// ([`crate::conn::Conn::take_sealer`]): the shell must seal it itself.
+    #[error("{0} must be sealed by the shell that took the session's sealing half")]
+    SealerMoved(PacketType),
 }

@@ -125,43 +125,13 @@ impl Session {
     /// error: MAC, plaintext at least a header, inner length == plaintext - 22, inner CRC. The inner magic
     /// is not checked, as in the real receiver (4.5).
     pub fn decrypt(&self, packet: &Packet) -> Result<Packet, CryptoError> {
-        if packet.packet_type != PacketType::ENCRYPTED {
-            return Err(CryptoError::NotEncrypted(packet.packet_type));
-        }
-        let ct = &packet.payload;
-        if ct.len() < OVERHEAD {
-            return Err(CryptoError::CiphertextTooShort { len: ct.len() });
-        }
-        let nonce = Nonce::from_slice(&ct[..NONCE_LEN]);
-        let tag = Tag::from_slice(&ct[NONCE_LEN..OVERHEAD]);
-        let mut plain = ct[OVERHEAD..].to_vec();
-        self.cipher
-            .decrypt_in_place_detached(nonce, b"", &mut plain, tag)
-            .map_err(|_| CryptoError::BadMac)?;
-        if plain.len() < HEADER_LEN {
-            return Err(CryptoError::InnerTooShort { len: plain.len() });
-        }
-        let be32 = |o: usize| u32::from_be_bytes([plain[o], plain[o + 1], plain[o + 2], plain[o + 3]]);
-        let packet_type = PacketType::from_u16(u16::from_be_bytes([plain[8], plain[9]]));
-        let declared = be32(10);
-        let expected_crc = be32(14);
-        let actual_len = plain.len() - HEADER_LEN;
-        if declared as usize != actual_len {
-            return Err(CryptoError::InnerLengthMismatch { declared, actual: actual_len });
-        }
-        let payload = &plain[HEADER_LEN..];
-        // An empty payload carries CRC 0 (1.1), which is also what crc32c of nothing would have to match.
-        let actual_crc = if payload.is_empty() { 0 } else { crc32c(payload) };
-        if actual_crc != expected_crc {
-            return Err(CryptoError::InnerCrcMismatch {
-                packet_type,
-                expected: expected_crc,
-                actual: actual_crc,
-            });
-        }
-        let mut bytes = bytes::Bytes::from(plain);
-        let payload = bytes.split_off(HEADER_LEN);
-        Ok(Packet { packet_type, payload })
+        open(&self.cipher, packet)
+    }
+
+    /// The receive half of this key, for a task that only decrypts while another one owns this session
+    /// and encrypts (the counter stays with the session: there is one sender).
+    pub fn opener(&self) -> Opener {
+        Opener { cipher: self.cipher.clone() }
     }
 
     /// Handles a handshake-class packet that arrives after the handshake. REKEY_REQUEST, _RESPONSE and
@@ -174,4 +144,61 @@ impl Session {
             other => Err(CryptoError::UnexpectedHandshakePacket(other)),
         }
     }
+}
+
+/// The decrypting half of a [`Session`] (see [`Session::opener`]): no counter, nothing to advance.
+#[derive(Clone)]
+pub struct Opener {
+    cipher: XSalsa20Poly1305,
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener").finish_non_exhaustive()
+    }
+}
+
+impl Opener {
+    /// As [`Session::decrypt`].
+    pub fn decrypt(&self, packet: &Packet) -> Result<Packet, CryptoError> {
+        open(&self.cipher, packet)
+    }
+}
+
+fn open(cipher: &XSalsa20Poly1305, packet: &Packet) -> Result<Packet, CryptoError> {
+    if packet.packet_type != PacketType::ENCRYPTED {
+        return Err(CryptoError::NotEncrypted(packet.packet_type));
+    }
+    let ct = &packet.payload;
+    if ct.len() < OVERHEAD {
+        return Err(CryptoError::CiphertextTooShort { len: ct.len() });
+    }
+    let nonce = Nonce::from_slice(&ct[..NONCE_LEN]);
+    let tag = Tag::from_slice(&ct[NONCE_LEN..OVERHEAD]);
+    let mut plain = ct[OVERHEAD..].to_vec();
+    cipher.decrypt_in_place_detached(nonce, b"", &mut plain, tag).map_err(|_| CryptoError::BadMac)?;
+    if plain.len() < HEADER_LEN {
+        return Err(CryptoError::InnerTooShort { len: plain.len() });
+    }
+    let be32 = |o: usize| u32::from_be_bytes([plain[o], plain[o + 1], plain[o + 2], plain[o + 3]]);
+    let packet_type = PacketType::from_u16(u16::from_be_bytes([plain[8], plain[9]]));
+    let declared = be32(10);
+    let expected_crc = be32(14);
+    let actual_len = plain.len() - HEADER_LEN;
+    if declared as usize != actual_len {
+        return Err(CryptoError::InnerLengthMismatch { declared, actual: actual_len });
+    }
+    let payload = &plain[HEADER_LEN..];
+    // An empty payload carries CRC 0 (1.1), which is also what crc32c of nothing would have to match.
+    let actual_crc = if payload.is_empty() { 0 } else { crc32c(payload) };
+    if actual_crc != expected_crc {
+        return Err(CryptoError::InnerCrcMismatch {
+            packet_type,
+            expected: expected_crc,
+            actual: actual_crc,
+        });
+    }
+    let mut bytes = bytes::Bytes::from(plain);
+    let payload = bytes.split_off(HEADER_LEN);
+    Ok(Packet { packet_type, payload })
 }
