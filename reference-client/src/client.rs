@@ -1,17 +1,20 @@
 //! One client session ([`Client`]) and the whole-run driver ([`run`]).
 //!
 //! Session start (ACIP-SPEC.md 4.3/4.4 and 9): transport connect, the crypto handshake driven through the
-//! sans-IO [`ClientHandshake`] (TCP: the client speaks first; WebSocket: the server does), then
-//! CLIENT_CAPABILITIES and STREAM_START(VIDEO). After that, tasks:
+//! sans-IO `acip::conn` client connection (TCP: the client speaks first; WebSocket: the server does),
+//! then CLIENT_CAPABILITIES and STREAM_START(VIDEO). After that, tasks, each owning its state:
 //!
 //! ```text
-//!   caller ── send_frame(seq, intended) ──► build + encrypt ──► queue ──► writer task ──► socket
-//!   pinger task (PING every ping_interval) ─────────────────────► queue ─┘
-//!   socket ──► reader task: decode, decrypt, validate, count ──► ClientReport + ClientObserver
+//!   caller ── send_frame(seq, intended) ──► build ──► queue ──► writer task (owns the sealing key) ──► socket
+//!   pinger task (PING every ping_interval) ──────────► queue ─┘
+//!   socket ──► reader task (owns the acip connection: decrypt, rules) ──► validate, count
+//!                                                                       ──► ClientReport + ClientObserver
 //! ```
 //!
-//! Exactly one writer task owns the write half; with the concurrent-writers fault there are two, locking
-//! the socket per fragment.
+//! No session state is shared: the key is split by `Conn::take_sealer` (the writer seals, the reader's
+//! connection decrypts), PING send times reach the reader over a bounded channel, and the report is the
+//! one measurement sink (one lock per packet). Exactly one writer task owns the write half; with the
+//! concurrent-writers fault there are two, locking the socket per fragment.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use acip::codec::payloads::{ClientCapabilities, ImageFrame, Payload, StreamStart};
 use acip::conn::{Conn, ConnConfig, Event as ConnEvent, Input as ConnInput, Output};
-use acip::crypto::{Password, Session, Transport};
+use acip::crypto::{CryptoError, Password, Session, Transport};
 use acip::stats::Stage;
 use acip::{Dialect, Header, Limits, Packet, PacketType};
 use bytes::Bytes;
@@ -91,30 +94,43 @@ fn parse_key(raw: &[u8]) -> std::result::Result<ed25519_dalek::SigningKey, &'sta
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
+/// What the writer puts on the wire for one packet.
+enum Body {
+    /// Already encoded (a plaintext session, or a handshake-class packet).
+    Wire(Bytes),
+    /// To be sealed by the writer, which alone owns the session's sealing key.
+    Seal(Packet),
+}
+
 /// One packet for the writer.
 struct Outgoing {
     /// Type of the (inner) packet, for counting.
     packet_type: PacketType,
-    wire: Bytes,
-    done: Option<oneshot::Sender<std::result::Result<WriteTiming, String>>>,
+    body: Body,
+    done: Option<oneshot::Sender<std::result::Result<Sent, String>>>,
 }
 
-/// State shared by the client's tasks.
+/// How one waited-for packet went out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    /// Time to seal it (zero for a plaintext packet).
+    encrypt: Duration,
+    timing: WriteTiming,
+}
+
+/// What the client's tasks share: the measurement sink and the lifecycle signals. No session state: the
+/// receive state machine (the `acip` connection, which decrypts) is owned by the reader task
+/// ([`Receiving`]), the sealing key by the writer.
 struct Shared {
     tag: u32,
-    dialect: Dialect,
-    limits: Limits,
     report: Mutex<ClientReport>,
     observer: Option<SharedObserver>,
-    session: Option<Mutex<Session>>,
     /// Verified ASCII frames so far.
     ascii: watch::Sender<u64>,
     /// Set once the read side ended (server close, EOF or a fatal receive error).
     closed: watch::Sender<Option<CloseInfo>>,
     /// The first fatal error of a task.
     fatal: Mutex<Option<String>>,
-    pings: Mutex<VecDeque<Instant>>,
-    last_ascii: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,119 +145,6 @@ impl Shared {
         }
     }
 
-    fn invalid(&self, kind: String, detail: String) {
-        lock(&self.report).counters.count_error(&kind);
-        self.emit(ClientEvent::Invalid { kind, detail });
-    }
-
-    /// Wraps a packet for the wire: encrypted once a key exists (handshake-class types stay plain).
-    fn seal(&self, packet: &Packet) -> Result<(Bytes, Duration)> {
-        match &self.session {
-            Some(s) if Session::wants_encryption(packet.packet_type) => {
-                let t = Instant::now();
-                let enc =
-                    lock(s).encrypt(packet).map_err(|e| ClientError::Protocol(format!("encrypt: {e}")))?;
-                let d = t.elapsed();
-                Ok((Bytes::from(enc.encode()), d))
-            }
-            _ => Ok((Bytes::from(packet.encode()), Duration::ZERO)),
-        }
-    }
-
-    /// Handles one packet from the server: decrypt, validate, count, report.
-    fn handle_packet(&self, packet: Packet) {
-        let packet = if packet.packet_type == PacketType::ENCRYPTED {
-            let Some(s) = &self.session else {
-                self.invalid("encrypted_without_key".into(), "ENCRYPTED packet before any key".into());
-                return;
-            };
-            match lock(s).decrypt(&packet) {
-                Ok(p) => p,
-                Err(e) => return self.invalid("decrypt".into(), e.to_string()),
-            }
-        } else {
-            packet
-        };
-        let t = packet.packet_type;
-        lock(&self.report).counters.count_rx(t, 0);
-        // This client plays no audio, like the native client's default (`--audio` off), which drops 4000 and
-        // 4001 before parsing them. The real FEB server (4e18ed310) sends every client 4001 packets whose
-        // payload is one bare Opus frame (often 3 bytes of silence) instead of the 16-byte batch layout of
-        // ACIP-SPEC.md 3.11: counted as a drop so it stays visible without failing the session.
-        if matches!(t, PacketType::AUDIO_BATCH | PacketType::AUDIO_OPUS_BATCH) {
-            let reason = match Payload::decode_with_limits(&packet, self.dialect, &self.limits) {
-                Ok(_) => "audio_not_played",
-                Err(_) => "audio_not_a_batch",
-            };
-            lock(&self.report).counters.count_drop(reason);
-            return;
-        }
-        let payload = match Payload::decode_with_limits(&packet, self.dialect, &self.limits) {
-            Ok(p) => p,
-            Err(e) => {
-                return self.invalid(format!("invalid_{}", t.name().to_ascii_lowercase()), e.to_string())
-            }
-        };
-        match payload {
-            Payload::AsciiFrame(f) => {
-                let now = Instant::now();
-                let interval = lock(&self.last_ascii).replace(now).map(|prev| now - prev);
-                let count = {
-                    let mut r = lock(&self.report);
-                    r.ascii_frames += 1;
-                    r.last_ascii_size = Some((f.width, f.height));
-                    if let Some(i) = interval {
-                        r.record(Stage::AsciiInterval, i);
-                    }
-                    if r.snapshot.is_none() {
-                        r.snapshot = Some(String::from_utf8_lossy(&f.text).into_owned());
-                    }
-                    r.ascii_frames
-                };
-                self.ascii.send_replace(count);
-                self.emit(ClientEvent::AsciiFrame {
-                    width: f.width,
-                    height: f.height,
-                    text_bytes: f.text.len(),
-                    interval,
-                });
-            }
-            Payload::ServerState(s) => {
-                let (connected, active) = (s.connected_client_count, s.active_client_count);
-                lock(&self.report).last_server_state = Some((connected, active));
-                self.emit(ClientEvent::ServerState { connected, active });
-            }
-            Payload::Pong => {
-                let rtt = lock(&self.pings).pop_front().map(|sent| sent.elapsed());
-                if let Some(rtt) = rtt {
-                    lock(&self.report).record(Stage::PingRtt, rtt);
-                }
-                self.emit(ClientEvent::Pong { rtt });
-            }
-            Payload::ClearConsole => self.emit(ClientEvent::ClearConsole),
-            Payload::ErrorMessage(e) => {
-                lock(&self.report).error_messages.push((e.error_code, e.message.clone()));
-                self.emit(ClientEvent::ErrorMessage { code: e.error_code, message: e.message });
-            }
-            Payload::RemoteLog(l) => lock(&self.report).remote_logs.push(l.message),
-            // Handshake packets after the handshake: the server's WebSocket opener when this client runs
-            // without encryption (4.4: a foreign peer may ignore them), or a rekey, which is ignored (4.8).
-            _ if t.is_handshake() => lock(&self.report).counters.count_drop("handshake_packet_ignored"),
-            // The server never sends these to a client (section 2, "Not dispatched by the client").
-            _ => self.invalid(format!("unexpected_{}", t.name().to_ascii_lowercase()), t.to_string()),
-        }
-    }
-
-    /// Notes when a PING went out, for the RTT of its PONG. Bounded: a server that never answers cannot
-    /// make the queue grow (the oldest times are dropped and those RTTs are not measured).
-    fn ping_sent(&self) {
-        let mut q = lock(&self.pings);
-        if q.len() >= MAX_PINGS_IN_FLIGHT {
-            q.pop_front();
-        }
-        q.push_back(Instant::now());
-    }
-
     fn set_fatal(&self, e: &ClientError) {
         lock(&self.report).counters.count_error(e.kind());
         lock(&self.fatal).get_or_insert_with(|| e.to_string());
@@ -252,11 +155,161 @@ impl Shared {
     }
 }
 
+/// The receive side of one session, owned by the reader task: the `acip` client connection after the
+/// handshake (packet mode: it decrypts and applies the post-handshake rules), the send times of PINGs in
+/// flight and the time of the last ASCII frame. Each packet takes the report lock once.
+struct Receiving {
+    conn: Conn,
+    dialect: Dialect,
+    limits: Limits,
+    shared: Arc<Shared>,
+    /// Send times of PINGs, from whoever sends them (bounded: see [`PingClock`]).
+    ping_times: mpsc::Receiver<Instant>,
+    in_flight: VecDeque<Instant>,
+    last_ascii: Option<Instant>,
+}
+
+impl Receiving {
+    /// One packet from the server, as it came off the wire.
+    fn on_wire(&mut self, packet: Packet) {
+        self.conn.handle_input(ConnInput::Packet(packet), Instant::now());
+        while let Some(out) = self.conn.poll_output() {
+            match out {
+                Output::Event(ConnEvent::Packet(p)) => self.on_packet(p),
+                Output::Event(ConnEvent::RekeyIgnored(_)) => self.drop_packet("handshake_packet_ignored"),
+                Output::Event(ConnEvent::Dropped(acip::Error::Crypto(e))) => match e {
+                    // Handshake packets after the handshake: a rekey is ignored (4.8), and so is the rest.
+                    CryptoError::UnexpectedHandshakePacket(_) => self.drop_packet("handshake_packet_ignored"),
+                    CryptoError::NoSessionKey => self.invalid("encrypted_without_key".into(), e.to_string()),
+                    e => self.invalid("decrypt".into(), e.to_string()),
+                },
+                Output::Event(ConnEvent::Dropped(e) | ConnEvent::Violation(e)) => {
+                    self.invalid(e.kind().into(), e.to_string())
+                }
+                // An ERROR_MESSAGE is handled as the packet it is; the transport reports the close itself.
+                Output::Event(_) | Output::Transmit(_) => {}
+            }
+        }
+    }
+
+    fn drop_packet(&self, reason: &str) {
+        lock(&self.shared.report).counters.count_drop(reason);
+    }
+
+    fn invalid(&self, kind: String, detail: String) {
+        lock(&self.shared.report).counters.count_error(&kind);
+        self.shared.emit(ClientEvent::Invalid { kind, detail });
+    }
+
+    /// Handles one (decrypted) packet from the server: validate, count, report.
+    fn on_packet(&mut self, packet: Packet) {
+        let t = packet.packet_type;
+        // This client plays no audio, like the native client's default (`--audio` off), which drops 4000 and
+        // 4001 before parsing them. The real FEB server (4e18ed310) sends every client 4001 packets whose
+        // payload is one bare Opus frame (often 3 bytes of silence) instead of the 16-byte batch layout of
+        // ACIP-SPEC.md 3.11: counted as a drop so it stays visible without failing the session.
+        if matches!(t, PacketType::AUDIO_BATCH | PacketType::AUDIO_OPUS_BATCH) {
+            let reason = match Payload::decode_with_limits(&packet, self.dialect, &self.limits) {
+                Ok(_) => "audio_not_played",
+                Err(_) => "audio_not_a_batch",
+            };
+            let mut r = lock(&self.shared.report);
+            r.counters.count_rx(t, 0);
+            r.counters.count_drop(reason);
+            return;
+        }
+        let payload = Payload::decode_with_limits(&packet, self.dialect, &self.limits);
+        let mut r = lock(&self.shared.report);
+        r.counters.count_rx(t, 0);
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                drop(r);
+                return self.invalid(format!("invalid_{}", t.name().to_ascii_lowercase()), e.to_string());
+            }
+        };
+        match payload {
+            Payload::AsciiFrame(f) => {
+                let now = Instant::now();
+                let interval = self.last_ascii.replace(now).map(|prev| now - prev);
+                r.ascii_frames += 1;
+                r.last_ascii_size = Some((f.width, f.height));
+                if let Some(i) = interval {
+                    r.record(Stage::AsciiInterval, i);
+                }
+                if r.snapshot.is_none() {
+                    r.snapshot = Some(String::from_utf8_lossy(&f.text).into_owned());
+                }
+                let count = r.ascii_frames;
+                drop(r);
+                self.shared.ascii.send_replace(count);
+                self.shared.emit(ClientEvent::AsciiFrame {
+                    width: f.width,
+                    height: f.height,
+                    text_bytes: f.text.len(),
+                    interval,
+                });
+            }
+            Payload::ServerState(s) => {
+                let (connected, active) = (s.connected_client_count, s.active_client_count);
+                r.last_server_state = Some((connected, active));
+                drop(r);
+                self.shared.emit(ClientEvent::ServerState { connected, active });
+            }
+            Payload::Pong => {
+                while let Ok(sent) = self.ping_times.try_recv() {
+                    if self.in_flight.len() >= MAX_PINGS_IN_FLIGHT {
+                        self.in_flight.pop_front();
+                    }
+                    self.in_flight.push_back(sent);
+                }
+                let rtt = self.in_flight.pop_front().map(|sent| sent.elapsed());
+                if let Some(rtt) = rtt {
+                    r.record(Stage::PingRtt, rtt);
+                }
+                drop(r);
+                self.shared.emit(ClientEvent::Pong { rtt });
+            }
+            Payload::ClearConsole => {
+                drop(r);
+                self.shared.emit(ClientEvent::ClearConsole)
+            }
+            Payload::ErrorMessage(e) => {
+                r.error_messages.push((e.error_code, e.message.clone()));
+                drop(r);
+                self.shared.emit(ClientEvent::ErrorMessage { code: e.error_code, message: e.message });
+            }
+            Payload::RemoteLog(l) => r.remote_logs.push(l.message),
+            // Handshake packets after a plaintext handshake: the server's WebSocket opener when this client
+            // runs without encryption (4.4: a foreign peer may ignore them), or a rekey (4.8).
+            _ if t.is_handshake() => r.counters.count_drop("handshake_packet_ignored"),
+            // The server never sends these to a client (section 2, "Not dispatched by the client").
+            _ => {
+                drop(r);
+                self.invalid(format!("unexpected_{}", t.name().to_ascii_lowercase()), t.to_string())
+            }
+        }
+    }
+}
+
+/// Notes when a PING went out, for the RTT of its PONG. Bounded: a server that never answers cannot make
+/// the queue grow (a time that does not fit is not kept, and that RTT is not measured).
+#[derive(Clone)]
+struct PingClock(mpsc::Sender<Instant>);
+
+impl PingClock {
+    fn sent(&self) {
+        let _ = self.0.try_send(Instant::now());
+    }
+}
+
 /// A connected ACIP client session. See the module docs for its tasks.
 pub struct Client {
     config: ClientConfig,
     shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Outgoing>>,
+    pings: PingClock,
+    encrypted: bool,
     writers: Vec<JoinHandle<()>>,
     pinger: JoinHandle<()>,
     reader: JoinHandle<()>,
@@ -282,10 +335,12 @@ impl Client {
         config.validate()?;
         let started = Instant::now();
         let limit = config.connect_timeout;
-        let (sink, source, session, early) = tokio::time::timeout(limit, open(config, creds))
+        let (sink, source, mut conn, early) = tokio::time::timeout(limit, open(config, creds))
             .await
             .map_err(|_| ClientError::Timeout { what: "connect and handshake", after: limit })??;
-        let encrypted = session.is_some();
+        let encrypted = conn.is_encrypted();
+        // The writer seals; the connection keeps the decrypting half for the reader.
+        let sealer = conn.take_sealer();
         let report = ClientReport {
             target: config.target.to_string(),
             dialect: config.dialect.to_string(),
@@ -297,16 +352,11 @@ impl Client {
         };
         let shared = Arc::new(Shared {
             tag: config.tag,
-            dialect: config.dialect,
-            limits: config.limits,
             report: Mutex::new(report),
             observer,
-            session: session.map(Mutex::new),
             ascii: watch::channel(0).0,
             closed: watch::channel(None).0,
             fatal: Mutex::new(None),
-            pings: Mutex::new(VecDeque::new()),
-            last_ascii: Mutex::new(None),
         });
         {
             let mut r = lock(&shared.report);
@@ -316,22 +366,35 @@ impl Client {
             }
             r.counters.bytes_rx += early.rx_bytes;
         }
+        let (ping_tx, ping_times) = mpsc::channel(MAX_PINGS_IN_FLIGHT);
+        let mut receiving = Receiving {
+            conn,
+            dialect: config.dialect,
+            limits: config.limits,
+            shared: shared.clone(),
+            ping_times,
+            in_flight: VecDeque::new(),
+            last_ascii: None,
+        };
         for p in early.packets {
-            shared.handle_packet(p);
+            receiving.on_packet(p);
         }
 
         let fragment = if config.target.is_ws() { config.effective_ws_fragment() } else { None };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writers = if config.faults.concurrent_writers {
-            spawn_concurrent_writers(sink, rx, shared.clone(), fragment.unwrap_or(4096))
+            spawn_concurrent_writers(sink, rx, sealer, shared.clone(), fragment.unwrap_or(4096))
         } else {
-            vec![tokio::spawn(writer(sink, rx, shared.clone(), fragment))]
+            vec![tokio::spawn(writer(sink, rx, sealer, shared.clone(), fragment))]
         };
-        let reader = tokio::spawn(reader(source, shared.clone()));
+        let reader = tokio::spawn(reader(source, receiving));
+        let pings = PingClock(ping_tx);
         let mut client = Client {
             config: config.clone(),
             shared: shared.clone(),
             tx: Some(tx.clone()),
+            pings: pings.clone(),
+            encrypted,
             writers,
             pinger: tokio::spawn(async {}),
             reader,
@@ -352,17 +415,25 @@ impl Client {
             r.record(Stage::Handshake, handshake);
         }
         shared.emit(ClientEvent::Connected { handshake, encrypted });
-        client.pinger = tokio::spawn(pinger(tx, shared, config.ping_interval));
+        client.pinger = tokio::spawn(pinger(tx, pings, config.ping_interval));
         Ok(client)
     }
 
     /// Sends one packet through the writer and waits until it is written.
-    async fn send_packet(&self, packet: &Packet) -> Result<WriteTiming> {
-        let (wire, _) = self.shared.seal(packet)?;
-        self.enqueue(packet.packet_type, wire, true).await.map(|t| t.unwrap_or_default())
+    async fn send_packet(&self, packet: &Packet) -> Result<Sent> {
+        self.enqueue(packet.packet_type, self.body(packet.clone()), true).await.map(|t| t.unwrap_or_default())
     }
 
-    async fn enqueue(&self, packet_type: PacketType, wire: Bytes, wait: bool) -> Result<Option<WriteTiming>> {
+    /// What the writer gets for `packet`: sealed there once the session is encrypted.
+    fn body(&self, packet: Packet) -> Body {
+        if self.encrypted && Session::wants_encryption(packet.packet_type) {
+            Body::Seal(packet)
+        } else {
+            Body::Wire(Bytes::from(packet.encode()))
+        }
+    }
+
+    async fn enqueue(&self, packet_type: PacketType, body: Body, wait: bool) -> Result<Option<Sent>> {
         let tx = self.tx.as_ref().ok_or_else(|| ClientError::Config("client already closed".into()))?;
         let (done, rx) = if wait {
             let (a, b) = oneshot::channel();
@@ -370,7 +441,7 @@ impl Client {
         } else {
             (None, None)
         };
-        if tx.send(Outgoing { packet_type, wire, done }).await.is_err() {
+        if tx.send(Outgoing { packet_type, body, done }).await.is_err() {
             return Err(self.ended_error());
         }
         match rx {
@@ -416,26 +487,29 @@ impl Client {
         buf[..HEADER_LEN].copy_from_slice(&header.to_bytes());
         let build = t0.elapsed();
 
-        let (wire, encrypt) = if self.shared.session.is_some() {
+        let (body, wire_bytes) = if self.encrypted {
             let mut b = Bytes::from(buf);
             let packet = Packet::new(PacketType::IMAGE_FRAME, b.split_off(HEADER_LEN));
-            self.shared.seal(&packet)?
+            // ENCRYPTED header + nonce + MAC around the inner packet (ACIP-SPEC.md 4.5).
+            let sealed = HEADER_LEN + acip::crypto::session::OVERHEAD + HEADER_LEN + packet.payload.len();
+            (Body::Seal(packet), sealed)
         } else {
-            (Bytes::from(buf), Duration::ZERO)
+            let n = buf.len();
+            (Body::Wire(Bytes::from(buf)), n)
         };
-        let wire_bytes = wire.len();
         let concurrent = self.config.faults.concurrent_writers;
-        let timing = self.enqueue(PacketType::IMAGE_FRAME, wire, !concurrent).await?.unwrap_or_default();
+        let sent = self.enqueue(PacketType::IMAGE_FRAME, body, !concurrent).await?.unwrap_or_default();
         if concurrent {
-            let (ping, _) = self.shared.seal(&Packet::empty(PacketType::PING))?;
-            self.shared.ping_sent();
-            self.enqueue(PacketType::PING, ping, false).await?;
+            self.pings.sent();
+            self.enqueue(PacketType::PING, self.body(Packet::empty(PacketType::PING)), false).await?;
         }
+        let (encrypt, timing) = (sent.encrypt, sent.timing);
         {
             let mut r = lock(&self.shared.report);
             r.counters.frames_sent += 1;
             r.record(Stage::ClientBuild, build);
-            if self.shared.session.is_some() {
+            // Waited-for frames only: with the concurrent-writers fault the writer records it.
+            if self.encrypted && !concurrent {
                 r.record(Stage::ClientEncrypt, encrypt);
             }
         }
@@ -498,7 +572,7 @@ impl Client {
 
     /// Whether traffic is encrypted.
     pub fn is_encrypted(&self) -> bool {
-        self.shared.session.is_some()
+        self.encrypted
     }
 
     /// The WebSocket fragment size in use (`None`: one frame per message, or TCP).
@@ -554,10 +628,7 @@ struct Early {
 
 /// Connects the transport and runs the handshake through `acip::conn` (the one client connection state
 /// machine; the WebSocket library frames messages, so packets go in and out whole).
-async fn open(
-    config: &ClientConfig,
-    creds: &Credentials,
-) -> Result<(WireSink, WireSource, Option<Session>, Early)> {
+async fn open(config: &ClientConfig, creds: &Credentials) -> Result<(WireSink, WireSource, Conn, Early)> {
     let (mut sink, mut source) = transport::connect(&config.target, config.dialect, config.limits).await?;
     let transport = if config.target.is_ws() { Transport::WebSocket } else { Transport::Tcp };
     let mut cc = ConnConfig::new(config.dialect, transport, config.seed);
@@ -568,6 +639,8 @@ async fn open(
     cc.frame_ws = false;
     // PINGs are the session's business once it runs; the handshake phase answers nothing by itself.
     cc.answer_pings = false;
+    // After the handshake the reader counts what it cannot decrypt and carries on (as it always has).
+    cc.drop_unusable = true;
     let fragment = if config.target.is_ws() { config.effective_ws_fragment() } else { None };
     let mut conn = Conn::client(cc, Instant::now());
     let mut early = Early::default();
@@ -597,7 +670,7 @@ async fn open(
             }
         }
         if done {
-            return Ok((sink, source, conn.into_session(), early));
+            return Ok((sink, source, conn, early));
         }
         let deadline = conn.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -628,16 +701,59 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// The one writer task: writes queued packets in order, then closes the connection when the queue ends.
+/// Encodes one outgoing packet for the wire, sealing it with the session's key when asked; returns the
+/// bytes and the time sealing took. A sealed IMAGE_FRAME's time also goes to the report here when nobody
+/// waits for it (the concurrent-writers fault).
+fn to_wire(
+    sealer: &mut Option<Session>,
+    out: &mut Outgoing,
+    shared: &Shared,
+) -> std::result::Result<(Bytes, Duration), ClientError> {
+    match std::mem::replace(&mut out.body, Body::Wire(Bytes::new())) {
+        Body::Wire(b) => Ok((b, Duration::ZERO)),
+        Body::Seal(p) => {
+            let t = Instant::now();
+            let sealed = match sealer.as_mut() {
+                Some(s) => {
+                    s.encrypt(&p).map_err(|e| ClientError::Protocol(format!("encrypt: {e}")))?.encode()
+                }
+                None => p.encode(),
+            };
+            let d = t.elapsed();
+            if out.done.is_none() && p.packet_type == PacketType::IMAGE_FRAME {
+                lock(&shared.report).record(Stage::ClientEncrypt, d);
+            }
+            Ok((Bytes::from(sealed), d))
+        }
+    }
+}
+
+/// A write failed: record why (unless the server already closed) and tell a waiting sender.
+fn write_failed(shared: &Shared, out: Outgoing, e: &ClientError) {
+    if shared.close_info().is_none() {
+        shared.set_fatal(e);
+    }
+    if let Some(done) = out.done {
+        let _ = done.send(Err(e.to_string()));
+    }
+}
+
+/// The one writer task: owns the write half and the session's sealing key; seals and writes queued
+/// packets in order, then closes the connection when the queue ends.
 async fn writer(
     mut sink: WireSink,
     mut rx: mpsc::Receiver<Outgoing>,
+    mut sealer: Option<Session>,
     shared: Arc<Shared>,
     fragment: Option<usize>,
 ) {
-    while let Some(out) = rx.recv().await {
-        let len = out.wire.len();
-        match sink.write_packet(out.wire, fragment).await {
+    while let Some(mut out) = rx.recv().await {
+        let (wire, encrypt) = match to_wire(&mut sealer, &mut out, &shared) {
+            Ok(w) => w,
+            Err(e) => return write_failed(&shared, out, &e),
+        };
+        let len = wire.len();
+        match sink.write_packet(wire, fragment).await {
             Ok(t) => {
                 {
                     let mut r = lock(&shared.report);
@@ -646,21 +762,20 @@ async fn writer(
                     r.record(Stage::ClientFlush, t.flush);
                 }
                 if let Some(done) = out.done {
-                    let _ = done.send(Ok(t));
+                    let _ = done.send(Ok(Sent { encrypt, timing: t }));
                 }
             }
-            Err(e) => {
-                if shared.close_info().is_none() {
-                    shared.set_fatal(&e);
-                }
-                if let Some(done) = out.done {
-                    let _ = done.send(Err(e.to_string()));
-                }
-                return;
-            }
+            Err(e) => return write_failed(&shared, out, &e),
         }
     }
     let _ = sink.close().await;
+}
+
+/// The queue and the sealing key of the concurrent-writers fault: whichever writer takes a packet seals
+/// it under the same lock, so the key still has one user at a time and its nonces stay in order.
+struct SealingQueue {
+    rx: mpsc::Receiver<Outgoing>,
+    sealer: Option<Session>,
 }
 
 /// The concurrent-writers fault: two tasks take packets from one queue and write their fragments,
@@ -669,20 +784,27 @@ async fn writer(
 fn spawn_concurrent_writers(
     sink: WireSink,
     rx: mpsc::Receiver<Outgoing>,
+    sealer: Option<Session>,
     shared: Arc<Shared>,
     fragment: usize,
 ) -> Vec<JoinHandle<()>> {
     let sink = Arc::new(tokio::sync::Mutex::new(sink));
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let one = |sink: Arc<tokio::sync::Mutex<WireSink>>,
-               rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>| {
+    let queue = Arc::new(tokio::sync::Mutex::new(SealingQueue { rx, sealer }));
+    let one = |sink: Arc<tokio::sync::Mutex<WireSink>>, queue: Arc<tokio::sync::Mutex<SealingQueue>>| {
         let shared = shared.clone();
         tokio::spawn(async move {
             loop {
-                let Some(out) = rx.lock().await.recv().await else { return };
-                let (len, start) = (out.wire.len(), Instant::now());
+                let (mut out, wire) = {
+                    let mut q = queue.lock().await;
+                    let Some(mut out) = q.rx.recv().await else { return };
+                    match to_wire(&mut q.sealer, &mut out, &shared) {
+                        Ok((wire, _)) => (out, wire),
+                        Err(e) => return write_failed(&shared, out, &e),
+                    }
+                };
+                let (len, start) = (wire.len(), Instant::now());
                 let mut result = Ok(());
-                for frame in transport::ws_frames(out.wire, Some(fragment)) {
+                for frame in transport::ws_frames(wire, Some(fragment)) {
                     result = sink.lock().await.write_ws_frame(frame).await;
                     if result.is_err() {
                         break;
@@ -695,26 +817,18 @@ fn spawn_concurrent_writers(
                         r.counters.count_tx(out.packet_type, len);
                         r.record(Stage::ClientWrite, start.elapsed());
                         drop(r);
-                        if let Some(done) = out.done {
-                            let _ =
-                                done.send(Ok(WriteTiming { write: start.elapsed(), flush: Duration::ZERO }));
+                        if let Some(done) = out.done.take() {
+                            let timing = WriteTiming { write: start.elapsed(), flush: Duration::ZERO };
+                            let _ = done.send(Ok(Sent { encrypt: Duration::ZERO, timing }));
                         }
                     }
-                    Err(e) => {
-                        if shared.close_info().is_none() {
-                            shared.set_fatal(&e);
-                        }
-                        if let Some(done) = out.done {
-                            let _ = done.send(Err(e.to_string()));
-                        }
-                        return;
-                    }
+                    Err(e) => return write_failed(&shared, out, &e),
                 }
             }
         })
     };
-    let a = one(sink.clone(), rx.clone());
-    let b = one(sink.clone(), rx);
+    let a = one(sink.clone(), queue.clone());
+    let b = one(sink.clone(), queue);
     // A third task closes the connection once both writers are done (the queue ended or a write failed).
     vec![tokio::spawn(async move {
         let _ = a.await;
@@ -723,28 +837,33 @@ fn spawn_concurrent_writers(
     })]
 }
 
-/// PING every `interval` (the real client: 1 s), through the writer queue.
-async fn pinger(tx: mpsc::Sender<Outgoing>, shared: Arc<Shared>, interval: Duration) {
+/// PING every `interval` (the real client: 1 s), through the writer queue (which seals it).
+async fn pinger(tx: mpsc::Sender<Outgoing>, pings: PingClock, interval: Duration) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Ok((wire, _)) = shared.seal(&Packet::empty(PacketType::PING)) else { return };
-        shared.ping_sent();
-        if tx.send(Outgoing { packet_type: PacketType::PING, wire, done: None }).await.is_err() {
+        pings.sent();
+        let ping = Outgoing {
+            packet_type: PacketType::PING,
+            body: Body::Seal(Packet::empty(PacketType::PING)),
+            done: None,
+        };
+        if tx.send(ping).await.is_err() {
             return;
         }
     }
 }
 
-/// The reader task: every packet to [`Shared::handle_packet`] until the server closes or breaks the
-/// protocol.
-async fn reader(mut source: WireSource, shared: Arc<Shared>) {
+/// The reader task: every packet through the session's receive state machine ([`Receiving`]) until the
+/// server closes or breaks the protocol.
+async fn reader(mut source: WireSource, mut receiving: Receiving) {
+    let shared = receiving.shared.clone();
     loop {
         match source.next().await {
             Ok(Incoming::Packet(p, n)) => {
                 lock(&shared.report).counters.bytes_rx += n as u64;
-                shared.handle_packet(p);
+                receiving.on_wire(p);
             }
             Ok(Incoming::Closed { code, reason }) => {
                 // An ERROR_MESSAGE before the close says more than an empty close reason.
