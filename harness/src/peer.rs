@@ -7,13 +7,17 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use acip::conn::{Conn, ConnConfig, Event, Input, Output};
+use acip::conn::{Conn, ConnConfig, Event, Input, Output, Received, Receiver};
+use acip::crypto::Transport;
 use acip::ws::{encode_frame, MaskKeys, OpCode};
-use acip::{Packet, PacketType};
+use acip::{Limits, Packet, PacketType};
 use bytes::Bytes;
 use reference_client::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// Longest wait for a connect or the upgrade response.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -100,6 +104,135 @@ pub async fn connect_tcp(addr: std::net::SocketAddr) -> Result<TcpStream, String
     Ok(stream)
 }
 
+/// Connects to `target` and, for WebSocket, upgrades; returns the stream and the bytes that followed the
+/// upgrade response. `small_buffers`: tiny socket buffers, so a server that stops reading (or a probe
+/// that stops reading the server) is felt quickly.
+pub async fn open_stream(target: &Target, small_buffers: bool) -> Result<(TcpStream, Vec<u8>), String> {
+    let addr = target.addr();
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+        .map_err(|e| format!("socket: {e}"))?;
+    if small_buffers {
+        let _ = sock.set_recv_buffer_size(4096);
+        let _ = sock.set_send_buffer_size(16 * 1024);
+    }
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(addr))
+        .await
+        .map_err(|_| format!("connect to {addr} timed out"))?
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let leftover = if target.is_ws() {
+        tokio::time::timeout(CONNECT_TIMEOUT, upgrade(&mut stream, &target.host(), target.path()))
+            .await
+            .map_err(|_| "HTTP upgrade timed out".to_string())??
+    } else {
+        Vec::new()
+    };
+    Ok((stream, leftover))
+}
+
+/// What a [`Listener`] heard from the server, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Heard {
+    /// A packet (as sent: an ENCRYPTED one is not opened here).
+    Packet(Packet),
+    WsPing,
+    WsPong,
+    /// A CLOSE frame, read lossily: code (`None` when absent) and reason.
+    Close(Option<u16>, String),
+    Eof,
+    /// A read error, or bytes that are no frame or packet (the reading stops).
+    Error(String),
+}
+
+/// A background reader of what a server sends, for probes that write on their own schedule (and may
+/// stop reading on purpose): `acip::conn::Receiver::observer` in a task, nothing answered.
+pub struct Listener {
+    heard: mpsc::UnboundedReceiver<Heard>,
+    pause: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    /// Starts reading `r` (after `leftover`, the bytes that came with the upgrade response); frames up
+    /// to `max_frame` bytes.
+    pub fn spawn(r: OwnedReadHalf, leftover: Vec<u8>, transport: Transport, max_frame: usize) -> Listener {
+        let (tx, heard) = mpsc::unbounded_channel();
+        let (pause, paused) = watch::channel(false);
+        let limits = Limits { max_ws_frame: max_frame, ..Limits::default() };
+        let task = tokio::spawn(listen(r, leftover, Receiver::observer(transport, limits), tx, paused));
+        Listener { heard, pause, task }
+    }
+
+    /// Stops (`true`) or resumes reading the socket.
+    pub fn pause(&self, paused: bool) {
+        self.pause.send_replace(paused);
+    }
+
+    /// What was heard and not taken yet, without waiting.
+    pub fn try_next(&mut self) -> Option<Heard> {
+        self.heard.try_recv().ok()
+    }
+
+    /// The next thing heard, waiting until `deadline`; `None` at the deadline or when reading ended.
+    pub async fn next_before(&mut self, deadline: tokio::time::Instant) -> Option<Heard> {
+        tokio::time::timeout_at(deadline, self.heard.recv()).await.ok().flatten()
+    }
+}
+
+async fn listen(
+    mut r: OwnedReadHalf,
+    leftover: Vec<u8>,
+    mut rx: Receiver,
+    tx: mpsc::UnboundedSender<Heard>,
+    mut paused: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut bytes = leftover;
+    loop {
+        rx.handle_bytes(&bytes);
+        while let Some(item) = rx.poll(std::time::Instant::now()) {
+            let heard = match item {
+                Ok(Received::Packet { packet, .. }) => Heard::Packet(packet),
+                Ok(Received::Ping(_)) => Heard::WsPing,
+                Ok(Received::Pong(_)) => Heard::WsPong,
+                Ok(Received::Close(c)) => Heard::Close(c.code, c.reason),
+                Err(e @ acip::Error::Codec(_)) => {
+                    Heard::Error(format!("undecodable bytes from the server: {e}"))
+                }
+                Err(e) => Heard::Error(format!("bad frame from the server: {e}")),
+            };
+            let stop = matches!(heard, Heard::Error(_));
+            let _ = tx.send(heard);
+            if stop {
+                return;
+            }
+        }
+        while *paused.borrow() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+        let n = match r.read(&mut buf).await {
+            Ok(0) => {
+                let _ = tx.send(Heard::Eof);
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Heard::Error(e.to_string()));
+                return;
+            }
+        };
+        bytes = buf[..n].to_vec();
+    }
+}
+
 /// One client connection driven through `acip::conn`.
 pub struct Peer {
     pub stream: TcpStream,
@@ -125,6 +258,7 @@ impl Peer {
         } else {
             Vec::new()
         };
+
         let masks = MaskKeys::new(config.mask_seed as u32);
         let conn = Conn::client(config, std::time::Instant::now());
         let mut peer = Peer {

@@ -138,7 +138,7 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
                     }
                 }
                 // TCP has no control frames.
-                Ok(Received::Ping(_) | Received::Close(_)) => {}
+                Ok(Received::Ping(_) | Received::Pong(_) | Received::Close(_)) => {}
                 Err(e) => return End::from_receive(e),
             }
         }

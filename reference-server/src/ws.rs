@@ -146,6 +146,7 @@ async fn read_ws(
                 Ok(Received::Ping(payload)) => {
                     tasks.outbox.send_msg(Outbound::WsPong(payload)).await;
                 }
+                Ok(Received::Pong(_)) => {}
                 Ok(Received::Close(close)) => {
                     tasks.outbox.close(1000, "bye").await;
                     return End::PeerClose(close.code_or_no_status());

@@ -1,8 +1,9 @@
-//! The one interpreter of the case catalogue: opens a connection per case (a TCP stream, or a WebSocket
-//! after an HTTP upgrade), performs the case's steps with the sans-IO core (`acip::ws::encode_frame` with
-//! client masking, `acip::codec` packets, `acip::crypto::ClientHandshake` and `Session`), collects what
-//! the server sends (a reader task feeding `acip::ws::FrameDecoder` and `acip::stream::StreamDecoder`),
-//! and grades the observation against the case's expectation for the target (ACIP-SPEC.md 1.4, 4, 6.2).
+//! The one interpreter of the case catalogue: opens a connection per case through the harness driver
+//! (`harness::peer`: a TCP stream, or a WebSocket after its HTTP upgrade), performs the case's steps with
+//! the sans-IO core (`acip::ws::encode_frame` with client masking, `acip::codec` packets, the handshake
+//! through `acip::conn`, `Session`), collects what the server sends (`peer::Listener`: a background task
+//! over `acip::conn::Receiver::observer`, which reports without judging), and grades the observation
+//! against the case's expectation for the target (ACIP-SPEC.md 1.4, 4, 6.2).
 //!
 //! Every wait is bounded (settle time, write timeout, a hard per-case limit), so a server that hangs
 //! makes a case FAILED, never the suite stuck.
@@ -14,15 +15,14 @@ use std::time::{Duration, Instant};
 
 use acip::conn::{ConnConfig, Event as ConnEvent, Input as ConnInput, Output};
 use acip::crypto::Session;
-use acip::stream::StreamDecoder;
-use acip::ws::{encode_frame, feed_head_stream, FrameDecoder, FrameDecoderConfig, OpCode};
-use acip::{Dialect, Limits, Packet, PacketType};
+use acip::ws::{encode_frame, OpCode};
+use acip::{Dialect, Packet, PacketType};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpSocket;
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Semaphore;
+
+use crate::peer::{Heard, Listener};
 
 use super::cases::{Case, Expect, Frag, Outcome, Params, Pkt, Setup, Step, Transport, F};
 
@@ -148,17 +148,6 @@ pub struct CaseResult {
     pub detail: String,
 }
 
-/// Something the reader saw.
-#[derive(Debug)]
-enum Ev {
-    Packet(Packet),
-    WsPing,
-    WsPong,
-    Close(Option<u16>, String),
-    Eof,
-    Error(String),
-}
-
 #[derive(Debug, Clone)]
 struct Closed {
     code: Option<u16>,
@@ -236,9 +225,8 @@ impl Obs {
 /// One connection to the target.
 struct Conn {
     w: OwnedWriteHalf,
-    ev: mpsc::UnboundedReceiver<Ev>,
-    pause: watch::Sender<bool>,
-    reader: JoinHandle<()>,
+    /// What the server sends, read in the background (`harness::peer::Listener`).
+    heard: Listener,
     transport: Transport,
     dialect: Dialect,
     session: Option<Session>,
@@ -246,45 +234,15 @@ struct Conn {
     obs: Obs,
 }
 
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
 impl Conn {
     /// Connects (and upgrades, for WebSocket). `small_buffers`: tiny socket buffers, so a peer that
     /// stops reading is felt quickly.
     async fn open(target: &Target, small_buffers: bool, seed: u32) -> Result<Conn, String> {
-        let sock = if target.addr().is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-            .map_err(|e| format!("socket: {e}"))?;
-        if small_buffers {
-            let _ = sock.set_recv_buffer_size(4096);
-            let _ = sock.set_send_buffer_size(16 * 1024);
-        }
-        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(target.addr()))
-            .await
-            .map_err(|_| format!("connect to {} timed out", target.addr()))?
-            .map_err(|e| format!("connect to {}: {e}", target.addr()))?;
-        let _ = stream.set_nodelay(true);
-        let leftover = match target.transport() {
-            Transport::Tcp => Vec::new(),
-            Transport::WebSocket => tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                crate::peer::upgrade(&mut stream, &target.host(), target.endpoint.path()),
-            )
-            .await
-            .map_err(|_| "HTTP upgrade timed out".to_string())??,
-        };
+        let (stream, leftover) = crate::peer::open_stream(&target.endpoint, small_buffers).await?;
         let (r, w) = stream.into_split();
-        let (tx, ev) = mpsc::unbounded_channel();
-        let (pause, pause_rx) = watch::channel(false);
-        let reader = tokio::spawn(read_loop(r, leftover, target.transport(), tx, pause_rx));
         Ok(Conn {
             w,
-            ev,
-            pause,
-            reader,
+            heard: Listener::spawn(r, leftover, target.transport(), MAX_SERVER_FRAME),
             transport: target.transport(),
             dialect: target.dialect,
             session: None,
@@ -303,9 +261,9 @@ impl Conn {
         encode_frame(opcode, fin, Some(m), payload, out);
     }
 
-    fn absorb(&mut self, ev: Ev) {
+    fn absorb(&mut self, ev: Heard) {
         match ev {
-            Ev::Packet(p) => {
+            Heard::Packet(p) => {
                 let p = match (&self.session, p.packet_type) {
                     (Some(s), PacketType::ENCRYPTED) => match s.decrypt(&p) {
                         Ok(inner) => inner,
@@ -322,12 +280,12 @@ impl Conn {
                     self.obs.inbox.push_back(p);
                 }
             }
-            Ev::WsPing => self.obs.log.push("WS PING".into()),
-            Ev::WsPong => {
+            Heard::WsPing => self.obs.log.push("WS PING".into()),
+            Heard::WsPong => {
                 self.obs.ws_pongs += 1;
                 self.obs.log.push("WS PONG".into());
             }
-            Ev::Close(code, reason) => {
+            Heard::Close(code, reason) => {
                 self.obs.log.push(match code {
                     Some(c) => format!("CLOSE {c} {reason:?}"),
                     None => "CLOSE (no code)".into(),
@@ -336,9 +294,9 @@ impl Conn {
                     self.obs.closed = Some(Closed { code: code.or(Some(1005)), reason, frame: true });
                 }
             }
-            Ev::Eof | Ev::Error(_) => {
+            Heard::Eof | Heard::Error(_) => {
                 let reason = match ev {
-                    Ev::Error(e) => e,
+                    Heard::Error(e) => e,
                     _ => "EOF".into(),
                 };
                 self.obs.log.push(reason.clone());
@@ -350,7 +308,7 @@ impl Conn {
     }
 
     fn pump(&mut self) {
-        while let Ok(ev) = self.ev.try_recv() {
+        while let Some(ev) = self.heard.try_next() {
             self.absorb(ev);
         }
     }
@@ -362,9 +320,9 @@ impl Conn {
             if done(&self.obs) {
                 return true;
             }
-            match tokio::time::timeout_at(deadline.into(), self.ev.recv()).await {
-                Ok(Some(ev)) => self.absorb(ev),
-                Ok(None) | Err(_) => {
+            match self.heard.next_before(deadline.into()).await {
+                Some(ev) => self.absorb(ev),
+                None => {
                     self.pump();
                     return done(&self.obs);
                 }
@@ -429,7 +387,7 @@ impl Conn {
     }
 
     fn pause_reading(&self, paused: bool) {
-        self.pause.send_replace(paused);
+        self.heard.pause(paused);
     }
 
     /// The crypto handshake as a client (4.3 on TCP, 4.4 on WebSocket) through `acip::conn` (packets in and
@@ -483,112 +441,6 @@ impl Conn {
         }
         Ok(())
     }
-}
-
-/// The reader task: frames (WebSocket) and packets (both) from the server, as events.
-async fn read_loop(
-    mut r: OwnedReadHalf,
-    leftover: Vec<u8>,
-    transport: Transport,
-    tx: mpsc::UnboundedSender<Ev>,
-    mut pause: watch::Receiver<bool>,
-) {
-    let mut frames = FrameDecoder::with_config(FrameDecoderConfig {
-        max_frame: MAX_SERVER_FRAME,
-        require_mask: Some(false),
-        strict_length: false,
-    });
-    // Server-to-client traffic is read as a byte stream whatever the dialect: one packet per message is
-    // one special case of it.
-    let mut stream = StreamDecoder::new(Limits::default());
-    let mut buf = vec![0u8; 64 * 1024];
-    if !handle_server_bytes(&leftover, transport, &mut frames, &mut stream, &tx) {
-        return;
-    }
-    loop {
-        while *pause.borrow() {
-            if pause.changed().await.is_err() {
-                return;
-            }
-        }
-        let n = match r.read(&mut buf).await {
-            Ok(0) => {
-                let _ = tx.send(Ev::Eof);
-                return;
-            }
-            Ok(n) => n,
-            Err(e) => {
-                let _ = tx.send(Ev::Error(e.to_string()));
-                return;
-            }
-        };
-        if !handle_server_bytes(&buf[..n], transport, &mut frames, &mut stream, &tx) {
-            return;
-        }
-    }
-}
-
-/// Decodes bytes from the server into events; `false` once the stream is unusable.
-fn handle_server_bytes(
-    data: &[u8],
-    transport: Transport,
-    frames: &mut FrameDecoder,
-    stream: &mut StreamDecoder,
-    tx: &mpsc::UnboundedSender<Ev>,
-) -> bool {
-    let mut evs = Vec::new();
-    let ok = match transport {
-        Transport::Tcp => {
-            stream.handle_bytes(data);
-            drain_packets(stream, &mut evs)
-        }
-        Transport::WebSocket => {
-            frames.handle_bytes(data);
-            let mut ok = true;
-            while let Some(f) = frames.poll_frame() {
-                match f {
-                    Err(e) => {
-                        evs.push(Ev::Error(format!("bad frame from the server: {e}")));
-                        ok = false;
-                        break;
-                    }
-                    Ok(f) => match f.opcode {
-                        OpCode::Close => {
-                            let (code, reason) = acip::ws::read_close_lossy(&f.payload);
-                            evs.push(Ev::Close(code, reason));
-                        }
-                        OpCode::Ping => evs.push(Ev::WsPing),
-                        OpCode::Pong => evs.push(Ev::WsPong),
-                        _ => {
-                            feed_head_stream(&f, stream);
-                            if !drain_packets(stream, &mut evs) {
-                                ok = false;
-                                break;
-                            }
-                        }
-                    },
-                }
-            }
-            ok
-        }
-    };
-    for e in evs {
-        let _ = tx.send(e);
-    }
-    ok
-}
-
-fn drain_packets(stream: &mut StreamDecoder, evs: &mut Vec<Ev>) -> bool {
-    while let Some(p) = stream.poll_packet() {
-        match p {
-            Ok(p) => evs.push(Ev::Packet(p)),
-            Err(e) => {
-                evs.push(Ev::Error(format!("undecodable bytes from the server: {e}")));
-                return false;
-            }
-        }
-    }
-    true
 }
 
 /// Frame payload ranges of a message cut by `frag`.

@@ -378,6 +378,7 @@ impl Conn {
                 None => break,
                 Some(Ok(Received::Packet { packet, .. })) => self.on_packet(packet),
                 Some(Ok(Received::Ping(payload))) => self.push_frame(OpCode::Pong, true, &payload),
+                Some(Ok(Received::Pong(_))) => {}
                 Some(Ok(Received::Close(c))) => {
                     if self.state != State::Closing {
                         // Echo the code (an empty CLOSE is answered with 1000: 1005 is never sent).

@@ -21,8 +21,8 @@ use crate::codec::{Limits, Packet};
 use crate::crypto::Transport;
 use crate::stream::StreamDecoder;
 use crate::ws::{
-    feed_head_stream, parse_close, CloseFrame, FrameDecoder, FrameDecoderConfig, FrameError, HeadFrameOrder,
-    OpCode, Reassembler, ReassemblerConfig, ReassemblyEvent, Utf8Validator,
+    feed_head_stream, parse_close, read_close_lossy, CloseFrame, FrameDecoder, FrameDecoderConfig,
+    FrameError, HeadFrameOrder, OpCode, Reassembler, ReassemblerConfig, ReassemblyEvent, Utf8Validator,
 };
 use crate::{Dialect, Error};
 
@@ -34,6 +34,8 @@ pub enum Received {
     Packet { packet: Packet, wire: usize, gaps: Vec<Duration> },
     /// A WebSocket PING with its payload: answer it with a PONG carrying the same bytes.
     Ping(Bytes),
+    /// A WebSocket PONG with its payload (nothing to do; an observer may count it).
+    Pong(Bytes),
     /// A valid WebSocket CLOSE. Nothing is read after it.
     Close(CloseFrame),
 }
@@ -54,6 +56,8 @@ pub struct Receiver {
     limits: Limits,
     /// An error or a CLOSE was returned: nothing more comes out.
     done: bool,
+    /// `false` for an observer ([`Receiver::observer`]): no judgement beyond what reading needs.
+    strict: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -89,7 +93,18 @@ impl Receiver {
                 text: None,
             },
         };
-        Receiver { framing, limits, done: false }
+        Receiver { framing, limits, done: false, strict: true }
+    }
+
+    /// A receiver that reads what a server sends without judging it, for a probe that reports what it
+    /// saw: client role, every data frame one byte stream whatever the dialect (a `feb` message is one
+    /// packet of it), a CLOSE read lossily (code 1005 when absent, reason with invalid UTF-8 replaced),
+    /// no TEXT or frame-order checks. Frames must still parse and packets still decode.
+    pub fn observer(transport: Transport, limits: Limits) -> Receiver {
+        let reassembly = ReassemblerConfig::from_limits(&limits);
+        let mut r = Receiver::new(transport, Dialect::Head, limits, reassembly, true);
+        r.strict = false;
+        r
     }
 
     /// Appends bytes read from the socket; drain [`Receiver::poll`] afterwards.
@@ -117,7 +132,7 @@ impl Receiver {
     }
 
     fn next(&mut self, now: Instant) -> Option<Result<Received, Error>> {
-        let limits = self.limits;
+        let (limits, strict) = (self.limits, self.strict);
         match &mut self.framing {
             Framing::Tcp(stream) => stream_packet(stream),
             Framing::Ws { frames, data, text } => loop {
@@ -132,6 +147,11 @@ impl Receiver {
                 };
                 match frame.opcode {
                     OpCode::Ping => return Some(Ok(Received::Ping(frame.payload))),
+                    OpCode::Pong => return Some(Ok(Received::Pong(frame.payload))),
+                    OpCode::Close if !strict => {
+                        let (code, reason) = read_close_lossy(&frame.payload);
+                        return Some(Ok(Received::Close(CloseFrame { code, reason })));
+                    }
                     OpCode::Close => {
                         return Some(
                             parse_close(&frame.payload)
@@ -139,11 +159,10 @@ impl Receiver {
                                 .map_err(|e| FrameError::from(e).into()),
                         )
                     }
-                    op if op.is_control() => continue, // PONG
                     _ => {}
                 }
                 // RFC 6455 8.1: TEXT is checked fragment by fragment and failed at the bad one.
-                if frame.opcode == OpCode::Text {
+                if frame.opcode == OpCode::Text && strict {
                     *text = Some(Utf8Validator::new());
                 } else if frame.opcode == OpCode::Binary {
                     *text = None;
@@ -171,7 +190,9 @@ impl Receiver {
                     },
                     WsData::Head { order, stream } => {
                         if let Err(e) = order.check(&frame) {
-                            return Some(Err(e.into()));
+                            if strict {
+                                return Some(Err(e.into()));
+                            }
                         }
                         feed_head_stream(&frame, stream);
                     }
