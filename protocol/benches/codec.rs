@@ -1,16 +1,22 @@
 //! Criterion benchmarks of the receive path for one 640x480 RGB24 IMAGE_FRAME (921,646 bytes on the wire,
 //! ACIP-SPEC.md 3.7), beside a plain memcpy of the same bytes so the ratio to the machine's limit shows.
 //!
+//! The `conn_*` rows run the same bytes through `acip::conn` (the receive side alone, and a whole server
+//! connection), so the cost of the connection object over the bare decoders shows in the same run.
+//!
 //! `cargo bench -p acip --bench codec -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use acip::codec::{Limits, Packet, PacketType};
+use acip::conn::{Conn, ConnConfig, Event, Input, Output, Received, Receiver, State};
+use acip::crypto::{CryptoMode, Transport};
 use acip::ws::{
     fragment, Fragmenter, Frame, FrameDecoderConfig, MessageDecoder, Reassembler, ReassemblerConfig,
     ReassemblyEvent, FRAGMENT_SIZE_NATIVE_CLIENT,
 };
+use acip::Dialect;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -92,6 +98,59 @@ fn bench(c: &mut Criterion) {
                 }
             }
             black_box(Packet::decode_exact(message.unwrap().data, &limits).unwrap())
+        })
+    });
+
+    // The same bytes through `acip::conn`: the receive side alone (what the reference server's reader
+    // runs), and a whole open server connection (receive side, plaintext session, event queue).
+    group.bench_function("conn_receiver_ws_feb_4096", |b| {
+        b.iter(|| {
+            let mut rx = Receiver::new(
+                Transport::WebSocket,
+                Dialect::Feb,
+                limits,
+                ReassemblerConfig::from_limits(&limits),
+                false,
+            );
+            let mut packet = None;
+            for read in black_box(&ws_wire).chunks(65_536) {
+                rx.handle_bytes(read);
+                while let Some(r) = rx.poll(now) {
+                    if let Ok(Received::Packet { packet: p, .. }) = r {
+                        packet = Some(p);
+                    }
+                }
+            }
+            black_box(packet.unwrap())
+        })
+    });
+
+    group.bench_function("conn_server_ws_feb_4096", |b| {
+        let mut cfg = ConnConfig::new(Dialect::Feb, Transport::WebSocket, 1);
+        cfg.handshake.mode = CryptoMode::None;
+        let mut conn = Conn::server(cfg, now);
+        // A client that ignores the key exchange and talks plaintext opens the session (ACIP-SPEC.md 4.4).
+        let mut first = Vec::new();
+        Fragmenter::NATIVE_CLIENT.encode(
+            &Packet::empty(PacketType::PING).encode(),
+            Some([1, 2, 3, 4]),
+            &mut first,
+        );
+        conn.handle_input(Input::Bytes(Bytes::from(first)), now);
+        while conn.poll_output().is_some() {}
+        assert_eq!(conn.state(), State::Open);
+        let reads: Vec<Bytes> = ws_wire.chunks(65_536).map(Bytes::copy_from_slice).collect();
+        b.iter(|| {
+            let mut packet = None;
+            for read in black_box(&reads) {
+                conn.handle_input(Input::Bytes(read.clone()), now);
+                while let Some(o) = conn.poll_output() {
+                    if let Output::Event(Event::Packet(p)) = o {
+                        packet = Some(p);
+                    }
+                }
+            }
+            black_box(packet.unwrap())
         })
     });
     group.finish();

@@ -43,15 +43,19 @@ pub struct CloseAdvice {
 impl Error {
     /// Maps this error to the wire: one place for every close code and ERROR_MESSAGE code.
     pub fn close(&self) -> CloseAdvice {
+        use crate::codec::payloads::ErrorMessage as E;
+        use crate::ws::close_code as ws;
         let (ws_close_code, error_code) = match self {
-            Error::Codec(CodecError::PacketTooLarge { .. }) => (1009, 44),
-            Error::Reassembly(ReassemblyError::MessageTooLarge { .. }) => (1009, 44),
-            Error::Frame(FrameError::NotUtf8(_)) => (1007, 44),
-            Error::Codec(_) | Error::Frame(_) | Error::Reassembly(_) => (1002, 44),
-            Error::Handshake(_) => (1008, 62),
-            Error::Crypto(_) => (1008, 60),
-            Error::Slot(_) => (1013, 40),
-            Error::Usage(_) => (1011, 40),
+            Error::Codec(CodecError::PacketTooLarge { .. }) => (ws::TOO_BIG, E::NETWORK_PROTOCOL),
+            Error::Reassembly(ReassemblyError::MessageTooLarge { .. }) => (ws::TOO_BIG, E::NETWORK_PROTOCOL),
+            Error::Frame(FrameError::NotUtf8(_)) => (ws::INVALID_PAYLOAD, E::NETWORK_PROTOCOL),
+            Error::Codec(_) | Error::Frame(_) | Error::Reassembly(_) => {
+                (ws::PROTOCOL_ERROR, E::NETWORK_PROTOCOL)
+            }
+            Error::Handshake(_) => (ws::POLICY, E::CRYPTO_AUTH),
+            Error::Crypto(_) => (ws::POLICY, E::CRYPTO),
+            Error::Slot(_) => (ws::TRY_AGAIN_LATER, E::NETWORK),
+            Error::Usage(_) => (ws::INTERNAL_ERROR, E::NETWORK),
         };
         CloseAdvice { ws_close_code, error_code }
     }

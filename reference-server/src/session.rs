@@ -27,10 +27,11 @@ use crate::render::{render_grid, RgbFrame};
 use crate::slots::SlotLease;
 use crate::sync::lock;
 
-/// ERROR_NETWORK_PROTOCOL, the code of every protocol-violation ERROR_MESSAGE (ACIP-SPEC.md 3.12).
-pub const ERROR_NETWORK_PROTOCOL: u32 = 44;
-/// ERROR_CRYPTO_AUTH (ACIP-SPEC.md 3.12).
-pub const ERROR_CRYPTO_AUTH: u32 = 62;
+/// ERROR_NETWORK_PROTOCOL, the code of every protocol-violation ERROR_MESSAGE (ACIP-SPEC.md 3.12): the
+/// one constant in `acip`, re-exported under the server's name.
+pub const ERROR_NETWORK_PROTOCOL: u32 = ErrorMessage::NETWORK_PROTOCOL;
+/// ERROR_CRYPTO_AUTH (ACIP-SPEC.md 3.12), likewise.
+pub const ERROR_CRYPTO_AUTH: u32 = ErrorMessage::CRYPTO_AUTH;
 
 /// A decoded packet waiting in the receive queue, with its receive-side timestamps.
 #[derive(Debug)]

@@ -47,6 +47,7 @@ fn every_target_taking_subcommand_says_once_that_nothing_listens() {
         );
         assert!(!stdout.contains("FAILED"), "{args:?}: no case may run: {stdout}");
     }
+    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]
