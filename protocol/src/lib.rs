@@ -18,6 +18,7 @@ pub mod conn;
 pub mod crc;
 pub mod crypto;
 pub mod error;
+pub mod resync;
 pub mod slots;
 pub mod stream;
 pub mod sync;

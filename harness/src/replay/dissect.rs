@@ -3,11 +3,12 @@
 //!
 //! Per direction a small state machine sniffs the first bytes: the ACIP magic (raw TCP), a `SERVER_FULL`
 //! line followed by raw TCP, `GET` / `HTTP/1.1 101` (WebSocket after the HTTP head), or something else. Then:
-//! - raw TCP: `acip::stream::StreamDecoder`. Its errors are final (there is no way to find the next packet
-//!   boundary), so the first bad packet is reported and that direction stops.
+//! - raw TCP: `acip::resync::ResyncDecoder`, which never gives up: after a bad magic, an impossible length
+//!   or a CRC mismatch it reports exactly which bytes it skipped and goes on from the next valid packet;
+//!   packets of two writers interleaved on one socket are recognised and all recovered.
 //! - WebSocket: `acip::ws::FrameDecoder` and `acip::ws::Reassembler` for messages; in `feb` every message is
 //!   decoded as exactly one packet (so a short or long message is flagged and the next message is still
-//!   decoded), in `head` the data frames feed a `StreamDecoder` (10, row 6).
+//!   decoded), in `head` the data frames feed a `ResyncDecoder` (10, row 6).
 //!
 //! The dialect is chosen per flow from evidence (CLIENT_CAPABILITIES 160 vs 168 bytes; WebSocket messages that
 //! split or coalesce packets; the byte order of the first nonce counter), `feb` by default. When WebSocket
@@ -20,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use acip::codec::{CodecError, Header, Payload, HEADER_LEN, MAGIC};
-use acip::stream::StreamDecoder;
+use acip::resync::{Item, ResyncDecoder};
 use acip::ws::{
     FrameDecoder, FrameDecoderConfig, OpCode, Reassembler, ReassemblerConfig, ReassemblyError,
     ReassemblyEvent, REASSEMBLY_TIMEOUT_FIXED,
@@ -226,11 +227,18 @@ impl Ctx<'_> {
                         crate::capture::tcp::GapReason::NotCaptured => "not captured (snaplen)",
                         crate::capture::tcp::GapReason::Missing => "missing from the capture",
                     };
-                    let was_decoding = d.stop(format!("TCP gap of {len} bytes at offset {offset}"));
-                    let detail = format!(
-                        "{len} bytes at stream offset {offset} {why}{}",
-                        if was_decoding { "; dissection of this direction stops" } else { "" }
-                    );
+                    // Raw TCP resynchronises after the gap; a WebSocket frame stream has no way to find
+                    // the next frame boundary, so it stops.
+                    let then = if let Decoder::Raw(raw) = &mut d.decoder {
+                        raw.stream.handle_gap(len);
+                        raw.track = PacketTrack::default();
+                        "; the packet it cuts is lost and decoding resumes at the next valid packet"
+                    } else if d.stop(format!("TCP gap of {len} bytes at offset {offset}")) {
+                        "; dissection of this direction stops"
+                    } else {
+                        ""
+                    };
+                    let detail = format!("{len} bytes at stream offset {offset} {why}{then}");
                     f.anomaly(ctx, ts, frame, dir, Some(offset), AnomalyKind::TcpGap, detail);
                 });
             }
@@ -343,11 +351,11 @@ enum Decoder {
 }
 
 struct RawDecoder {
-    stream: StreamDecoder,
+    stream: ResyncDecoder,
     track: PacketTrack,
 }
 
-/// Follows the packet being received by a `StreamDecoder`: where it started, its first header bytes, and the
+/// Follows the packet being received by a `ResyncDecoder`: where it started, its first header bytes, and the
 /// fragments (TCP segments or WebSocket frames) it came in.
 #[derive(Default)]
 struct PacketTrack {
@@ -360,7 +368,7 @@ struct WsDecoder {
     frames: FrameDecoder,
     reassembler: Reassembler,
     /// `head` only: the byte stream of all data frames.
-    stream: Option<StreamDecoder>,
+    stream: Option<ResyncDecoder>,
     track: PacketTrack,
     /// Frames and offset of the message in progress.
     msg_at: Option<At>,
@@ -375,6 +383,8 @@ struct DirState {
     gaps: Vec<Duration>,
     assembly: Vec<Duration>,
     last_counter: Option<u64>,
+    /// The last thing decoded was skipped damage: (offset, length).
+    tail_skip: Option<(u64, u64)>,
 }
 
 impl DirState {
@@ -385,6 +395,7 @@ impl DirState {
             gaps: Vec::new(),
             assembly: Vec::new(),
             last_counter: None,
+            tail_skip: None,
         }
     }
 
@@ -562,7 +573,7 @@ impl FlowState {
                             }
                             at.offset = at.offset.saturating_sub(buf.len().saturating_sub(rest.len()) as u64);
                             let raw = RawDecoder {
-                                stream: StreamDecoder::new(ctx.config.limits),
+                                stream: ResyncDecoder::new(ctx.config.limits),
                                 track: Default::default(),
                             };
                             (Decoder::Raw(Box::new(raw)), Some(buf))
@@ -684,14 +695,14 @@ impl FlowState {
         Decoder::Ws(Box::new(WsDecoder {
             frames: FrameDecoder::with_config(FrameDecoderConfig::new(limits.max_ws_frame)),
             reassembler: Reassembler::new(reassembly),
-            stream: (self.dialect == Dialect::Head).then(|| StreamDecoder::new(limits)),
+            stream: (self.dialect == Dialect::Head).then(|| ResyncDecoder::new(limits)),
             track: PacketTrack::default(),
             msg_at: None,
             prev_short: false,
         }))
     }
 
-    /// Raw TCP: bytes into the stream decoder, packets out; the first error stops the direction.
+    /// Raw TCP: bytes into the stream decoder, packets (and skipped damage) out.
     fn feed_raw(&mut self, ctx: &mut Ctx<'_>, dir: Dir, at: At, raw: &mut RawDecoder, data: &[u8]) {
         let consumed_before = raw.stream.consumed();
         let buffered_before = raw.stream.buffered() as u64;
@@ -700,7 +711,7 @@ impl FlowState {
         self.drain_stream(ctx, dir, at, &mut raw.stream, &mut raw.track, data, chunk_start);
     }
 
-    /// Drains a `StreamDecoder` after `data` (which starts at stream offset `chunk_start`) was fed to it,
+    /// Drains a `ResyncDecoder` after `data` (which starts at stream offset `chunk_start`) was fed to it,
     /// following where each packet started and what fragments it came in.
     #[allow(clippy::too_many_arguments)]
     fn drain_stream(
@@ -708,29 +719,27 @@ impl FlowState {
         ctx: &mut Ctx<'_>,
         dir: Dir,
         at: At,
-        stream: &mut StreamDecoder,
+        stream: &mut ResyncDecoder,
         track: &mut PacketTrack,
         data: &[u8],
         chunk_start: u64,
     ) {
         // The packet in progress (if any) got one more fragment.
-        if track.at.is_some() {
+        if track.at.is_some() && !data.is_empty() {
             track.frags.add(at.ts);
             let need = HEAD_KEEP.saturating_sub(track.head.len());
             track.head.extend_from_slice(&data[..need.min(data.len())]);
         }
-        loop {
-            let start_offset = stream.consumed();
-            match stream.poll_packet() {
-                None => break,
-                Some(Ok(packet)) => {
+        while let Some(item) = stream.poll() {
+            match item {
+                Item::Packet { offset, packet } => {
                     let t = std::mem::take(track);
                     let (p_at, frags) = match t.at {
-                        Some(a) => (a, t.frags),
-                        None => {
+                        Some(a) if a.offset == offset => (a, t.frags),
+                        _ => {
                             let mut f = Fragments::default();
                             f.add(at.ts);
-                            (At { ts: at.ts, frame: at.frame, offset: start_offset }, f)
+                            (At { ts: at.ts, frame: at.frame, offset }, f)
                         }
                     };
                     let wire = packet.wire_len() as u64;
@@ -740,10 +749,13 @@ impl FlowState {
                         self.fragments_done(ctx, dir, at, frags, "packet");
                     }
                 }
-                Some(Err(e)) => {
-                    self.stream_error(ctx, dir, at, start_offset, &e, track);
-                    self.dirs[dir.index()].stop(format!("stopped at offset {start_offset}: {e}"));
-                    return;
+                Item::Skipped { offset, len, error } => {
+                    let t = std::mem::take(track);
+                    self.skipped(ctx, dir, at, offset, len, &error, &t);
+                }
+                Item::Interleaved { offset, len, packets, reversed } => {
+                    *track = PacketTrack::default();
+                    self.interleaved(ctx, dir, at, offset, len, &packets, reversed);
                 }
             }
         }
@@ -760,21 +772,24 @@ impl FlowState {
         }
     }
 
-    fn stream_error(
+    /// Damaged bytes the decoder skipped to reach the next valid packet.
+    #[allow(clippy::too_many_arguments)]
+    fn skipped(
         &mut self,
         ctx: &mut Ctx<'_>,
         dir: Dir,
         at: At,
         offset: u64,
+        len: u64,
         e: &CodecError,
         track: &PacketTrack,
     ) {
         let kind = codec_kind(e);
         if let CodecError::CrcMismatch { packet_type, .. } = e {
-            let len = Header::peek_length(&track.head).map(u64::from).unwrap_or(0);
+            let claimed = Header::peek_length(&track.head).map(u64::from).unwrap_or(0);
             let what = What::Acip {
                 packet_type: packet_type.to_string(),
-                len: len + HEADER_LEN as u64,
+                len: claimed + HEADER_LEN as u64,
                 crc: CrcStatus::Bad,
                 info: String::new(),
             };
@@ -787,9 +802,46 @@ impl FlowState {
         } else {
             ""
         };
-        let detail =
-            format!("{e}{hint}; the stream has no later packet boundary, dissection of this direction stops");
-        self.anomaly(ctx, at.ts, at.frame, dir, Some(offset), kind, detail);
+        {
+            let d = &mut self.dirs[dir.index()];
+            d.report.skipped_bytes += len;
+            d.report.resyncs += 1;
+            d.tail_skip = Some((offset, len));
+        }
+        let (ts, frame) = track.at.map(|a| (a.ts, a.frame)).unwrap_or((at.ts, at.frame));
+        let detail = format!(
+            "{e}{hint}; skipped {len} bytes (stream offsets {offset}..{}) to the next valid packet",
+            offset + len
+        );
+        self.anomaly(ctx, ts, frame, dir, Some(offset), kind, detail);
+    }
+
+    /// Packets of several writers interleaved on one socket, all recovered with valid CRCs.
+    #[allow(clippy::too_many_arguments)]
+    fn interleaved(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        dir: Dir,
+        at: At,
+        offset: u64,
+        len: u64,
+        packets: &[(u64, Packet)],
+        reversed: bool,
+    ) {
+        let names: Vec<String> =
+            packets.iter().map(|(o, p)| format!("{} ({} B) @{o}", p.packet_type, p.wire_len())).collect();
+        let detail = format!(
+            "{} packet headers back to back at stream offset {offset}, then their payloads in {} order \
+             ({len} bytes): two writers interleaved their packets on one socket; recovered with valid CRCs: {}",
+            packets.len(),
+            if reversed { "reversed" } else { "header" },
+            names.join(", ")
+        );
+        self.dirs[dir.index()].report.interleaved += packets.len() as u64;
+        self.anomaly(ctx, at.ts, at.frame, dir, Some(offset), AnomalyKind::Interleaved, detail);
+        for (o, p) in packets {
+            self.packet(ctx, dir, at, *o, p, p.wire_len() as u64, CrcStatus::Ok);
+        }
     }
 
     /// Statistics of a finished packet or message made of `frags`.
@@ -836,6 +888,7 @@ impl FlowState {
     ) {
         let ty = packet.packet_type;
         let len = packet.payload.len();
+        self.dirs[dir.index()].tail_skip = None;
         if ty == PacketType::CLIENT_CAPABILITIES {
             match len {
                 160 => self.evidence(Dialect::Feb, 3, "CLIENT_CAPABILITIES is 160 bytes".into()),
@@ -963,8 +1016,23 @@ impl FlowState {
                     );
                     detail
                 }
-                Decoder::Raw(raw) => self.truncation(ctx, dir, where_, &raw.stream, &raw.track, None),
-                Decoder::Ws(ws) => {
+                Decoder::Raw(mut raw) => {
+                    let at = At { ts: end_ts, frame: last_frame, offset: raw.stream.consumed() };
+                    raw.stream.finish();
+                    let chunk_start = raw.stream.consumed() + raw.stream.buffered() as u64;
+                    self.drain_stream(ctx, dir, at, &mut raw.stream, &mut raw.track, &[], chunk_start);
+                    let state = self.truncation(ctx, dir, where_, &raw.stream, &raw.track, None);
+                    self.damaged_end(dir, state)
+                }
+                Decoder::Ws(mut ws) => {
+                    if let Some(stream) = ws.stream.as_mut() {
+                        let at = At { ts: end_ts, frame: last_frame, offset: stream.consumed() };
+                        stream.finish();
+                        let chunk_start = stream.consumed() + stream.buffered() as u64;
+                        let mut track = std::mem::take(&mut ws.track);
+                        self.drain_stream(ctx, dir, at, stream, &mut track, &[], chunk_start);
+                        ws.track = track;
+                    }
                     let mut parts = Vec::new();
                     if ws.frames.buffered() > 0 {
                         parts
@@ -993,6 +1061,7 @@ impl FlowState {
                             &ws.track,
                             Some("in the WebSocket byte stream"),
                         );
+                        let s = self.damaged_end(dir, s);
                         if s != "clean" {
                             state = s;
                         }
@@ -1056,13 +1125,23 @@ impl FlowState {
         }
     }
 
+    /// A stream that ended right after skipped damage says so instead of "clean".
+    fn damaged_end(&self, dir: Dir, state: String) -> String {
+        match self.dirs[dir.index()].tail_skip {
+            Some((offset, len)) if state == "clean" => {
+                format!("ends in {len} damaged bytes (skipped from stream offset {offset})")
+            }
+            _ => state,
+        }
+    }
+
     /// Reports a packet cut off by the end of the stream.
     fn truncation(
         &mut self,
         ctx: &mut Ctx<'_>,
         dir: Dir,
         where_: &str,
-        stream: &StreamDecoder,
+        stream: &ResyncDecoder,
         track: &PacketTrack,
         context: Option<&str>,
     ) -> String {

@@ -106,6 +106,11 @@ pub struct DirReport {
     pub fragment_gaps: BTreeMap<String, u64>,
     /// Fragment gaps over the stall threshold.
     pub stalls: u64,
+    /// Resynchronisations after damage on a byte stream, and the bytes they skipped.
+    pub resyncs: u64,
+    pub skipped_bytes: u64,
+    /// Packets recovered from interleaved writers.
+    pub interleaved: u64,
     /// The decoder's state at the end: "clean", or why it stopped / what was left over.
     pub end_state: String,
 }
@@ -222,6 +227,9 @@ pub enum AnomalyKind {
     ServerFull,
     /// One side runs a handshake the other does not (e.g. a key exchange offered to a plaintext client).
     HandshakeMismatch,
+    /// Packets of two or more writers interleaved on one socket (headers back to back, payloads after),
+    /// recovered.
+    Interleaved,
 }
 
 /// One line of the timeline.
@@ -385,6 +393,13 @@ impl FlowReport {
                     s,
                     "    encrypted: {} packets {} B, nonce counter {}..{} ({} jumps)",
                     e.packets, e.bytes, e.first_counter, e.last_counter, e.counter_jumps
+                );
+            }
+            if d.resyncs > 0 || d.interleaved > 0 {
+                let _ = writeln!(
+                    s,
+                    "    damage: {} resynchronisations skipped {} B; {} packets recovered from interleaved writers",
+                    d.resyncs, d.skipped_bytes, d.interleaved
                 );
             }
             if let Some(a) = &d.assembly {

@@ -136,10 +136,19 @@ fn encrypted_session_shows_its_handshake_then_1200_packets() {
     let enc = f.client_to_server.encrypted.as_ref().expect("encrypted packets up");
     assert_eq!(enc.first_counter, 1, "feb nonce counters are little-endian and start at 1");
     assert_eq!(f.client_to_server.by_type["ENCRYPTED(1200)"].max_len, 230_486);
-    // The server interleaved two packets: the byte stream breaks there.
-    let crc = anomalies(f, AnomalyKind::CrcMismatch);
-    assert_eq!(crc.len(), 1);
-    assert!(crc[0].contains("interleaved"), "{}", crc[0]);
+    // The server interleaved two packets (two headers back to back at offset 648, then the payloads in
+    // reversed order): both are recovered with valid CRCs, and every packet after them is decoded.
+    let inter = anomalies(f, AnomalyKind::Interleaved);
+    assert_eq!(inter.len(), 1);
+    assert!(inter[0].contains("interleaved") && inter[0].contains("reversed"), "{}", inter[0]);
+    assert!(inter[0].contains("@648") && inter[0].contains("@670"), "{}", inter[0]);
+    assert!(anomalies(f, AnomalyKind::CrcMismatch).is_empty());
+    let down = &f.server_to_client;
+    assert_eq!((down.packets, down.interleaved, down.resyncs), (34, 2, 0));
+    let enc = down.encrypted.as_ref().expect("encrypted packets down");
+    assert_eq!((enc.first_counter, enc.last_counter, enc.counter_jumps), (1, 30, 0));
+    // How the stream ends: a last header whose payload never came (the client had hung up).
+    assert_eq!(down.end_state, "the connection ends 22 bytes into a 963-byte ENCRYPTED(1200) packet");
 }
 
 #[test]
@@ -301,7 +310,8 @@ fn raw_tcp_server_full_unknown_type_and_oversize() {
     let mut full = SyntheticSession::new("127.0.0.1:40001".parse().expect("address"), server, at(0));
     full.send(at(1), Dir::ServerToClient, b"SERVER_FULL: Maximum client limit reached\n");
     full.close(at(2), Dir::ServerToClient);
-    // A client with an unknown type (reported, decoding goes on) then a 6 MiB length (decoding stops).
+    // A client with an unknown type (reported, decoding goes on) then a 6 MiB length: damage, skipped to
+    // the end of the stream (no valid packet follows it).
     let mut bad = SyntheticSession::new("127.0.0.1:40002".parse().expect("address"), server, at(10));
     let mut up = acip::Packet::empty(acip::PacketType::Unknown(4242)).encode();
     up.extend_from_slice(&acip::Packet::empty(acip::PacketType::PING).encode());
@@ -319,12 +329,20 @@ fn raw_tcp_server_full_unknown_type_and_oversize() {
     let kinds: Vec<AnomalyKind> = bad.anomalies.iter().map(|a| a.kind).collect();
     assert_eq!(kinds, [AnomalyKind::UnknownType, AnomalyKind::Oversize], "{:#?}", bad.anomalies);
     assert_eq!(bad.client_to_server.packets, 2, "the unknown type and the PING after it");
-    assert!(bad.client_to_server.end_state.starts_with("stopped"));
+    assert!(
+        bad.anomalies[1].detail.contains("skipped 22 bytes (stream offsets 44..66)"),
+        "{:?}",
+        bad.anomalies
+    );
+    assert_eq!(bad.client_to_server.end_state, "ends in 22 damaged bytes (skipped from stream offset 44)");
 }
 
 #[test]
-fn a_lost_segment_is_a_gap_and_stops_that_direction() {
+fn a_lost_segment_is_a_gap_and_raw_tcp_resynchronises_after_it() {
     let mut tcp = samples::plaintext_tcp(3, 320, 240);
+    let whole =
+        dissect("whole", &sessions_to_pcap(&[&tcp], SyntheticLink::Ethernet), &DissectConfig::default())
+            .expect("capture");
     tcp.drop_segments = vec![4];
     let d = dissect("gap", &sessions_to_pcap(&[&tcp], SyntheticLink::Ethernet), &DissectConfig::default())
         .expect("capture");
@@ -332,7 +350,13 @@ fn a_lost_segment_is_a_gap_and_stops_that_direction() {
     let gaps = anomalies(f, AnomalyKind::TcpGap);
     assert_eq!(gaps.len(), 1, "{:?}", f.anomalies);
     assert!(gaps[0].contains("missing from the capture"));
-    assert!(f.client_to_server.end_state.starts_with("stopped"));
+    assert!(gaps[0].contains("decoding resumes at the next valid packet"), "{}", gaps[0]);
+    // Only the packet the gap cut is lost; the direction is decoded to its end.
+    let (up, all) = (&f.client_to_server, &whole.flows[0].client_to_server);
+    assert_eq!(up.packets + 1, all.packets, "{:?} vs {:?}", up.by_type, all.by_type);
+    assert_eq!(up.by_type["IMAGE_FRAME(3001)"].count + 1, all.by_type["IMAGE_FRAME(3001)"].count);
+    assert_eq!(up.end_state, "clean");
+    assert_eq!(up.resyncs, 1);
     // The other direction is unaffected.
     assert_eq!(f.server_to_client.end_state, "clean");
 }
