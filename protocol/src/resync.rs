@@ -22,18 +22,27 @@ use crate::codec::{CodecError, Header, Limits, Packet, HEADER_LEN, MAGIC};
 /// Most headers in a row tried as one interleaving.
 pub const MAX_INTERLEAVED: usize = 8;
 
+/// A packet found in the stream: where its header starts, and the header's client ID (which [`Packet`]
+/// does not keep).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub offset: u64,
+    pub client_id: u32,
+    pub packet: Packet,
+}
+
 /// What the decoder found, in stream order. Offsets count bytes from the start of the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// A whole packet whose CRC checks.
-    Packet { offset: u64, packet: Packet },
+    Packet(Located),
     /// Bytes that are no valid packet, skipped to reach the next one; `error` is why decoding at `offset`
     /// failed.
     Skipped { offset: u64, len: u64, error: CodecError },
     /// Packets of two or more writers interleaved: their headers back to back at `offset`, the payloads
     /// after them (`reversed`: in the opposite order of the headers). Each packet comes with the offset of
     /// its header; `len` covers the whole region.
-    Interleaved { offset: u64, len: u64, packets: Vec<(u64, Packet)>, reversed: bool },
+    Interleaved { offset: u64, len: u64, packets: Vec<Located>, reversed: bool },
 }
 
 /// See the module docs.
@@ -202,12 +211,14 @@ impl ResyncDecoder {
         #[cfg(test)]
         if self.broken_trust_headers {
             let packet = Packet::new(header.packet_type, payload.to_vec());
-            return Step::Found(Item::Packet { offset: self.base, packet }, total);
+            let found = Located { offset: self.base, client_id: header.client_id, packet };
+            return Step::Found(Item::Packet(found), total);
         }
         match header.check_crc(payload) {
             Ok(()) => {
                 let packet = Packet::new(header.packet_type, payload.to_vec());
-                Step::Found(Item::Packet { offset: self.base, packet }, total)
+                let found = Located { offset: self.base, client_id: header.client_id, packet };
+                Step::Found(Item::Packet(found), total)
             }
             Err(e) => {
                 if let Some(step) = self.interleaved(buf) {
@@ -303,9 +314,10 @@ impl ResyncDecoder {
                         .iter()
                         .zip(payloads)
                         .enumerate()
-                        .map(|(i, (h, p))| {
-                            let packet = Packet::new(h.packet_type, p.unwrap_or_default());
-                            (self.base + (i * HEADER_LEN) as u64, packet)
+                        .map(|(i, (h, p))| Located {
+                            offset: self.base + (i * HEADER_LEN) as u64,
+                            client_id: h.client_id,
+                            packet: Packet::new(h.packet_type, p.unwrap_or_default()),
                         })
                         .collect();
                     let item = Item::Interleaved { offset: self.base, len: total as u64, packets, reversed };
@@ -361,8 +373,8 @@ mod tests {
         let mut v = Vec::new();
         for i in items {
             match i {
-                Item::Packet { packet, .. } => v.push(packet.clone()),
-                Item::Interleaved { packets, .. } => v.extend(packets.iter().map(|(_, p)| p.clone())),
+                Item::Packet(l) => v.push(l.packet.clone()),
+                Item::Interleaved { packets, .. } => v.extend(packets.iter().map(|l| l.packet.clone())),
                 Item::Skipped { .. } => {}
             }
         }
@@ -413,7 +425,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Item::Skipped { offset, len, error } => format!("skip {offset}+{len} {}", error.kind()),
-                Item::Packet { offset, .. } => format!("packet {offset}"),
+                Item::Packet(l) => format!("packet {}", l.offset),
                 Item::Interleaved { .. } => "interleaved".into(),
             })
             .collect();
@@ -445,7 +457,8 @@ mod tests {
             });
             let (offset, len, ps, rev) = inter.unwrap_or_else(|| panic!("{got:?}"));
             assert_eq!((offset, len, rev), (22, (ea.len() + eb.len()) as u64, reversed));
-            assert_eq!(ps, vec![(22, a.clone()), (44, b.clone())]);
+            let located: Vec<(u64, Packet)> = ps.iter().map(|l| (l.offset, l.packet.clone())).collect();
+            assert_eq!(located, vec![(22, a.clone()), (44, b.clone())]);
             assert_eq!(packets(&got).len(), 4, "the packets before and after are kept");
             assert!(!got.iter().any(|i| matches!(i, Item::Skipped { .. })));
         }

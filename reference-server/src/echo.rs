@@ -22,6 +22,7 @@ pub(crate) async fn run(mut stream: TcpStream, leftover: Vec<u8>, shared: &Share
         max_frame: limits.max_ws_frame,
         require_mask: Some(true),
         strict_length: false,
+        observe: false,
     });
     frames.handle_bytes(&leftover);
     let mut message: Option<(OpCode, Vec<u8>)> = None;

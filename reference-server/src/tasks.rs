@@ -229,6 +229,7 @@ pub(crate) async fn linger_after_refusal(shared: &Shared, stream: &mut TcpStream
         max_frame: acip::ws::MAX_CONTROL_PAYLOAD.max(64 * 1024),
         require_mask: None,
         strict_length: false,
+        observe: false,
     });
     let mut buf = vec![0u8; 16 * 1024];
     // Frames are looked at until one does not parse (e.g. over 64 KiB); after that bytes are only

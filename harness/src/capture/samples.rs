@@ -55,6 +55,13 @@ pub fn plaintext_tcp(frames: u32, width: u32, height: u32) -> SyntheticSession {
     s
 }
 
+/// A minimal valid upgrade (RFC 6455 4.1's example key) and the 101 that accepts it.
+const UPGRADE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+const UPGRADE_RESPONSE: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
 fn ws_frame(out: &mut Vec<u8>, opcode: OpCode, fin: bool, masked: bool, payload: &[u8]) {
     encode_frame(opcode, fin, masked.then_some(MASK), payload, out);
 }
@@ -118,8 +125,8 @@ pub fn ws_head_stream(width: u32, height: u32) -> SyntheticSession {
     let mut s = SyntheticSession::new(CLIENT, WS_SERVER, ms(0));
     let c = Dir::ClientToServer;
     let sv = Dir::ServerToClient;
-    s.send(ms(1), c, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
-    s.send(ms(2), sv, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+    s.send(ms(1), c, UPGRADE_REQUEST);
+    s.send(ms(2), sv, UPGRADE_RESPONSE);
     let mut up = Vec::new();
     ws_frame(
         &mut up,
@@ -158,8 +165,8 @@ pub fn ws_anomalies() -> SyntheticSession {
     let mut s = SyntheticSession::new(CLIENT, WS_SERVER, ms(0));
     let c = Dir::ClientToServer;
     let sv = Dir::ServerToClient;
-    s.send(ms(1), c, b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
-    s.send(ms(2), sv, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+    s.send(ms(1), c, UPGRADE_REQUEST);
+    s.send(ms(2), sv, UPGRADE_RESPONSE);
     let ping = Packet::empty(PacketType::PING).encode();
     let mut up = Vec::new();
     ws_frame(&mut up, OpCode::Continuation, true, true, &ping);
@@ -185,6 +192,113 @@ pub fn ws_anomalies() -> SyntheticSession {
     s
 }
 
+/// An ENCRYPTED packet as it looks on the wire (the dissector reads only the nonce): session ID, the
+/// counter (little-endian: feb), a zero MAC and `body` bytes of "ciphertext".
+fn encrypted(counter: u64, body: usize) -> Packet {
+    let mut p = vec![0xA5u8; 16];
+    p.extend_from_slice(&counter.to_le_bytes());
+    p.extend_from_slice(&[0u8; 16]);
+    p.extend((0..body).map(|i| (i * 13 % 256) as u8));
+    Packet::new(PacketType::ENCRYPTED, p)
+}
+
+/// Raw TCP (feb) with one of each kind of byte-stream damage the dissector resynchronises after, in order:
+/// client to server, garbage before a packet (bad magic), an IMAGE_FRAME with one payload byte flipped
+/// (CRC mismatch), a header with an impossible length; server to client, two ENCRYPTED packets
+/// interleaved by two writers (both headers, then the payloads in reversed order), then ENCRYPTED packets
+/// whose nonce counters go backwards, and a retransmission that carries different bytes. Every packet
+/// around the damage is valid and must be recovered.
+pub fn tcp_damage() -> SyntheticSession {
+    let mut s = SyntheticSession::new(CLIENT, TCP_SERVER, ms(0));
+    let c = Dir::ClientToServer;
+    let sv = Dir::ServerToClient;
+    let ping = Packet::empty(PacketType::PING).encode();
+    s.send(ms(1), c, &ClientCapabilities::new(Dialect::Feb, 80, 24, 60).to_packet().encode());
+    s.send(ms(2), c, b"garbage, not a packet");
+    s.send(ms(3), c, &ping);
+    let mut flipped = image(16, 8).encode();
+    flipped[40] ^= 0x01;
+    s.send(ms(4), c, &flipped);
+    s.send(ms(5), c, &StreamStart::new(StreamStart::VIDEO).to_packet().encode());
+    let mut impossible = Packet::empty(PacketType::IMAGE_FRAME).header().to_bytes();
+    impossible[10..14].copy_from_slice(&u32::MAX.to_be_bytes());
+    s.send(ms(6), c, &impossible);
+    s.send(ms(7), c, &ping);
+    let (a, b) = (encrypted(1, 60).encode(), encrypted(2, 30).encode());
+    let mut inter = a[..22].to_vec();
+    inter.extend_from_slice(&b[..22]);
+    inter.extend_from_slice(&b[22..]);
+    inter.extend_from_slice(&a[22..]);
+    s.send(ms(8), sv, &inter);
+    for counter in [3, 5, 4] {
+        s.send(ms(9), sv, &encrypted(counter, 20).encode());
+    }
+    let last = encrypted(6, 20).encode();
+    s.send(ms(10), sv, &last);
+    let mut changed = last.clone();
+    changed[50] ^= 0xFF;
+    s.resend(ms(11), sv, &changed);
+    s.close(ms(12), c);
+    s
+}
+
+/// WebSocket details the dissector reports: the client asks for subprotocol `acip` and offers
+/// permessage-deflate; the server accepts both but answers with a wrong `Sec-WebSocket-Accept`. Then, client
+/// to server: a deflate-compressed message (RSV1) carrying CLIENT_CAPABILITIES, a PING packet in a frame
+/// whose length uses the 16-bit form (not minimal), a CONTINUATION frame with RSV1, a fragmented WebSocket
+/// PING, a CLOSE with code 1005 (never sent on the wire), and a frame after that CLOSE. The server closes
+/// with 1000.
+pub fn ws_details() -> SyntheticSession {
+    use std::io::Write;
+    let mut s = SyntheticSession::new(CLIENT, WS_SERVER, ms(0));
+    let c = Dir::ClientToServer;
+    let sv = Dir::ServerToClient;
+    s.send(
+        ms(1),
+        c,
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1:27226\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: acip\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    );
+    s.send(
+        ms(2),
+        sv,
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\nSec-WebSocket-Protocol: acip\r\n\
+          Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+    );
+    let caps = ClientCapabilities::new(Dialect::Feb, 80, 24, 60).to_packet().encode();
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = z.write_all(&caps);
+    let _ = z.flush();
+    let mut deflated = z.get_ref().clone();
+    if deflated.ends_with(&[0, 0, 0xFF, 0xFF]) {
+        deflated.truncate(deflated.len() - 4);
+    }
+    let mut up = Vec::new();
+    let start = up.len();
+    ws_frame(&mut up, OpCode::Binary, true, true, &deflated);
+    up[start] |= 0x40; // RSV1: compressed (RFC 7692)
+    let ping = Packet::empty(PacketType::PING).encode();
+    up.extend_from_slice(&[0x82, 0x80 | 126, 0, ping.len() as u8]);
+    up.extend_from_slice(&MASK);
+    up.extend(ping.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    ws_frame(&mut up, OpCode::Binary, false, true, &ping[..10]);
+    let cont = up.len();
+    ws_frame(&mut up, OpCode::Continuation, true, true, &ping[10..]);
+    up[cont] |= 0x40;
+    ws_frame(&mut up, OpCode::Ping, false, true, b"hi");
+    ws_frame(&mut up, OpCode::Close, true, true, &1005u16.to_be_bytes());
+    ws_frame(&mut up, OpCode::Binary, true, true, &ping);
+    s.send(ms(3), c, &up);
+    let mut close = Vec::new();
+    ws_frame(&mut close, OpCode::Close, true, false, &1000u16.to_be_bytes());
+    s.send(ms(4), sv, &close);
+    s.close(ms(5), sv);
+    s
+}
+
 /// Small captures for the `pcap` fuzz target's seed corpus: (file name, bytes).
 pub fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
     use super::writer::{sessions_to_pcap, sessions_to_pcapng, SyntheticLink};
@@ -203,5 +317,7 @@ pub fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("ws_fragments.pcapng", sessions_to_pcapng(&[&ws])),
         ("ws_anomalies.pcap", sessions_to_pcap(&[&ws_anomalies()], SyntheticLink::Ethernet)),
         ("ws_head.pcap", sessions_to_pcap(&[&ws_head_stream(4, 4)], SyntheticLink::Ethernet)),
+        ("tcp_damage.pcap", sessions_to_pcap(&[&tcp_damage()], SyntheticLink::Ethernet)),
+        ("ws_details.pcap", sessions_to_pcap(&[&ws_details()], SyntheticLink::Ethernet)),
     ]
 }

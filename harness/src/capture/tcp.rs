@@ -85,13 +85,15 @@ pub enum StreamEvent<'a> {
         len: u64,
         reason: GapReason,
     },
-    /// Bytes seen again (retransmission or overlap), dropped.
+    /// Bytes seen again (retransmission or overlap), dropped. `conflict`: the stream offset of the first
+    /// byte that differs from what was delivered there (checked over the last [`RECENT_WINDOW`] bytes).
     Retransmit {
         flow: FlowId,
         dir: Dir,
         ts: Duration,
         frame: u64,
         len: u64,
+        conflict: Option<u64>,
     },
     Syn {
         flow: FlowId,
@@ -145,11 +147,16 @@ struct Pending {
     missing: u64,
 }
 
+/// Bytes of each direction kept after delivery, to compare retransmissions with.
+pub const RECENT_WINDOW: usize = 256 * 1024;
+
 #[derive(Debug, Default)]
 struct Half {
     /// Sequence number of stream offset 0.
     base: Option<u32>,
     next: u64,
+    /// The last delivered bytes: stream offsets `next - recent.len() .. next`.
+    recent: std::collections::VecDeque<u8>,
     pending: BTreeMap<u64, Pending>,
     pending_bytes: usize,
     fin: bool,
@@ -298,7 +305,8 @@ impl Half {
         let total = payload.len() as u64 + missing;
         let end = off + total as i64;
         if end <= self.next as i64 {
-            out.push(StreamEvent::Retransmit { flow, dir, ts, frame, len: total });
+            let conflict = self.conflict(off, payload);
+            out.push(StreamEvent::Retransmit { flow, dir, ts, frame, len: total, conflict });
             return;
         }
         if off > self.next as i64 {
@@ -315,7 +323,7 @@ impl Half {
                 }
                 self.pending_bytes += payload.len();
             } else {
-                out.push(StreamEvent::Retransmit { flow, dir, ts, frame, len: total });
+                out.push(StreamEvent::Retransmit { flow, dir, ts, frame, len: total, conflict: None });
             }
             while self.pending_bytes > max_pending {
                 self.gap_to_first_pending(flow, dir, ts, frame, out);
@@ -325,10 +333,24 @@ impl Half {
         }
         let skip = (self.next as i64 - off) as u64;
         if skip > 0 {
-            out.push(StreamEvent::Retransmit { flow, dir, ts, frame, len: skip });
+            let conflict = self.conflict(off, &payload[..(skip as usize).min(payload.len())]);
+            out.push(StreamEvent::Retransmit { flow, dir, ts, frame, len: skip, conflict });
         }
         self.deliver(flow, dir, ts, frame, Cow::Borrowed(payload), missing, skip, out);
         self.drain(flow, dir, out);
+    }
+
+    /// The first stream offset where `bytes` (seen again at `off`) differ from the delivered ones still in
+    /// the recent window.
+    fn conflict(&self, off: i64, bytes: &[u8]) -> Option<u64> {
+        let start = self.next as i64 - self.recent.len() as i64;
+        bytes.iter().enumerate().find_map(|(i, b)| {
+            let at = off + i as i64;
+            if at < start || at >= self.next as i64 {
+                return None;
+            }
+            (self.recent.get((at - start) as usize) != Some(b)).then_some(at as u64)
+        })
     }
 
     /// Delivers a segment starting at `self.next - skip`.
@@ -357,6 +379,9 @@ impl Half {
                 }
             };
             self.next += data.len() as u64;
+            self.recent.extend(data.iter().copied());
+            let excess = self.recent.len().saturating_sub(RECENT_WINDOW);
+            self.recent.drain(..excess);
             out.push(StreamEvent::Data { flow, dir, ts, frame, offset, data });
         }
         // The not-captured tail, where not already covered, is a gap right away: it will never come.
@@ -380,7 +405,15 @@ impl Half {
             self.pending_bytes -= p.data.len();
             let total = p.data.len() as u64 + p.missing;
             if off + total <= self.next {
-                out.push(StreamEvent::Retransmit { flow, dir, ts: p.ts, frame: p.frame, len: total });
+                let conflict = self.conflict(off as i64, &p.data);
+                out.push(StreamEvent::Retransmit {
+                    flow,
+                    dir,
+                    ts: p.ts,
+                    frame: p.frame,
+                    len: total,
+                    conflict,
+                });
                 continue;
             }
             let skip = self.next - off;

@@ -99,6 +99,18 @@ impl SyntheticSession {
         }
     }
 
+    /// Sends `data` again as a retransmission of the last `data.len()` bytes of `dir` (one segment; the
+    /// bytes may differ from the first copy, as a buggy or hostile sender's would).
+    pub fn resend(&mut self, at: Duration, dir: Dir, data: &[u8]) {
+        let me = dir.index();
+        let len = data.len().min(SYNTHETIC_MSS);
+        let saved = self.seq[me];
+        self.seq[me] = saved.wrapping_sub(len as u32);
+        self.push(at, dir, "PA", &data[..len]);
+        self.data_segments += 1;
+        self.seq[me] = saved;
+    }
+
     /// Both sides close (FIN from `first`, then from the other side).
     pub fn close(&mut self, at: Duration, first: Dir) {
         let other = match first {

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use acip::codec::{CodecError, Header, Payload, HEADER_LEN, MAGIC};
-use acip::resync::{Item, ResyncDecoder};
+use acip::resync::{Item, Located, ResyncDecoder};
 use acip::ws::{
     FrameDecoder, FrameDecoderConfig, OpCode, Reassembler, ReassemblerConfig, ReassemblyError,
     ReassemblyEvent, REASSEMBLY_TIMEOUT_FIXED,
@@ -242,8 +242,19 @@ impl Ctx<'_> {
                     f.anomaly(ctx, ts, frame, dir, Some(offset), AnomalyKind::TcpGap, detail);
                 });
             }
-            StreamEvent::Retransmit { flow, dir, len, .. } => {
-                self.with_flow(flow, |f, _| f.dirs[dir.index()].report.tcp.retransmitted_bytes += len);
+            StreamEvent::Retransmit { flow, dir, len, conflict, ts, frame } => {
+                self.with_flow(flow, |f, ctx| {
+                    let tcp = &mut f.dirs[dir.index()].report.tcp;
+                    tcp.retransmitted_bytes += len;
+                    if let Some(at) = conflict {
+                        tcp.retransmit_conflicts += 1;
+                        let detail = format!(
+                            "a {len}-byte retransmission carries different bytes than were first sent \
+                             (from stream offset {at}); the first copy was dissected"
+                        );
+                        f.anomaly(ctx, ts, frame, dir, Some(at), AnomalyKind::RetransmitConflict, detail);
+                    }
+                });
             }
             StreamEvent::Syn { flow, dir, ts, frame } => {
                 self.with_flow(flow, |f, ctx| {
@@ -367,6 +378,12 @@ struct PacketTrack {
 struct WsDecoder {
     frames: FrameDecoder,
     reassembler: Reassembler,
+    /// The message in progress started with RSV1 under a negotiated permessage-deflate.
+    msg_compressed: bool,
+    /// permessage-deflate state of this direction (created at its first compressed message).
+    inflater: Option<flate2::Decompress>,
+    /// This side sent a CLOSE.
+    close_seen: bool,
     /// `head` only: the byte stream of all data frames.
     stream: Option<ResyncDecoder>,
     track: PacketTrack,
@@ -450,6 +467,10 @@ struct FlowState {
     /// The first FIN or RST.
     closed: Option<(Dir, &'static str)>,
     script: Vec<ScriptPacket>,
+    /// The WebSocket opening handshake, once an upgrade request or response was seen.
+    ws_handshake: Option<WsHandshake>,
+    /// permessage-deflate negotiated: (client_no_context_takeover, server_no_context_takeover).
+    deflate: Option<(bool, bool)>,
 }
 
 impl FlowState {
@@ -485,6 +506,8 @@ impl FlowState {
             server_kex: None,
             closed: None,
             script: Vec::new(),
+            ws_handshake: None,
+            deflate: None,
         }
     }
 
@@ -683,6 +706,9 @@ impl FlowState {
             self.anomaly(ctx, ts, frame, dir, Some(offset), AnomalyKind::HttpUpgrade, detail);
             return Decoder::Stopped("no WebSocket upgrade".into());
         }
+        for problem in self.upgrade_headers(dir, &text) {
+            self.anomaly(ctx, ts, frame, dir, Some(offset), AnomalyKind::HttpUpgrade, problem);
+        }
         self.transport = Transport::WebSocket;
         let limits = ctx.config.limits;
         let timeout = match self.dialect {
@@ -692,14 +718,89 @@ impl FlowState {
         let reassembly =
             ReassemblerConfig { check_packet_length: false, ..ReassemblerConfig::from_limits(&limits) }
                 .with_timeout(timeout);
+        let frames = FrameDecoderConfig { observe: true, ..FrameDecoderConfig::new(limits.max_ws_frame) };
         Decoder::Ws(Box::new(WsDecoder {
-            frames: FrameDecoder::with_config(FrameDecoderConfig::new(limits.max_ws_frame)),
+            frames: FrameDecoder::with_config(frames),
             reassembler: Reassembler::new(reassembly),
+            msg_compressed: false,
+            inflater: None,
+            close_seen: false,
             stream: (self.dialect == Dialect::Head).then(|| ResyncDecoder::new(limits)),
             track: PacketTrack::default(),
             msg_at: None,
             prev_short: false,
         }))
+    }
+
+    /// Records the WebSocket headers of an upgrade request or response; returns what is wrong with them.
+    fn upgrade_headers(&mut self, dir: Dir, head: &str) -> Vec<String> {
+        let values = |name: &str| -> Vec<String> {
+            head.lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .flat_map(|(_, v)| v.split(',').map(|x| x.trim().to_string()).collect::<Vec<_>>())
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        let single = |name: &str| -> Option<String> {
+            head.lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let hs = self.ws_handshake.get_or_insert_with(WsHandshake::default);
+        let mut problems = Vec::new();
+        match dir {
+            Dir::ClientToServer => {
+                hs.subprotocols_requested = values("sec-websocket-protocol");
+                hs.key = single("sec-websocket-key");
+                // Each offer is one extension with its parameters ("permessage-deflate; client_max_window_bits").
+                hs.extensions_offered = single("sec-websocket-extensions")
+                    .map(|v| v.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+                    .unwrap_or_default();
+                if hs.key.is_none() {
+                    problems.push("upgrade request without Sec-WebSocket-Key (RFC 6455 4.1)".to_string());
+                }
+            }
+            Dir::ServerToClient => {
+                hs.subprotocol_accepted = single("sec-websocket-protocol");
+                hs.accept = single("sec-websocket-accept");
+                hs.extensions_accepted = single("sec-websocket-extensions")
+                    .map(|v| v.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+                    .unwrap_or_default();
+                if let Some(p) = &hs.subprotocol_accepted {
+                    if !hs.subprotocols_requested.iter().any(|r| r == p) {
+                        problems.push(format!(
+                            "server accepted subprotocol {p:?}, which the client did not request ({:?}; RFC 6455 4.1)",
+                            hs.subprotocols_requested
+                        ));
+                    }
+                }
+                if let Some(deflate) =
+                    hs.extensions_accepted.iter().find(|e| e.starts_with("permessage-deflate"))
+                {
+                    let params = deflate.to_ascii_lowercase();
+                    self.deflate = Some((
+                        params.contains("client_no_context_takeover"),
+                        params.contains("server_no_context_takeover"),
+                    ));
+                }
+            }
+        }
+        let hs = self.ws_handshake.get_or_insert_with(WsHandshake::default);
+        if let (Some(key), Some(accept)) = (&hs.key, &hs.accept) {
+            let want = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            hs.accept_valid = Some(*accept == want);
+            if *accept != want {
+                problems.push(format!(
+                    "Sec-WebSocket-Accept {accept:?} is not the one for the request's key (expected {want:?}; \
+                     RFC 6455 4.2.2)"
+                ));
+            }
+        }
+        problems
     }
 
     /// Raw TCP: bytes into the stream decoder, packets (and skipped damage) out.
@@ -732,7 +833,7 @@ impl FlowState {
         }
         while let Some(item) = stream.poll() {
             match item {
-                Item::Packet { offset, packet } => {
+                Item::Packet(Located { offset, client_id, packet }) => {
                     let t = std::mem::take(track);
                     let (p_at, frags) = match t.at {
                         Some(a) if a.offset == offset => (a, t.frags),
@@ -743,7 +844,7 @@ impl FlowState {
                         }
                     };
                     let wire = packet.wire_len() as u64;
-                    self.packet(ctx, dir, at, p_at.offset, &packet, wire, CrcStatus::Ok);
+                    self.packet(ctx, dir, at, p_at.offset, client_id, &packet, wire, CrcStatus::Ok);
                     // Over WebSocket the fragments are counted per message (`ws_frame`), not per packet.
                     if !matches!(self.transport, Transport::WebSocket) {
                         self.fragments_done(ctx, dir, at, frags, "packet");
@@ -791,6 +892,7 @@ impl FlowState {
                 packet_type: packet_type.to_string(),
                 len: claimed + HEADER_LEN as u64,
                 crc: CrcStatus::Bad,
+                client_id: Header::decode(&track.head, &ctx.config.limits).map_or(0, |h| h.client_id),
                 info: String::new(),
             };
             ctx.push(at.ts, at.frame, self.id, dir, what);
@@ -825,11 +927,13 @@ impl FlowState {
         at: At,
         offset: u64,
         len: u64,
-        packets: &[(u64, Packet)],
+        packets: &[Located],
         reversed: bool,
     ) {
-        let names: Vec<String> =
-            packets.iter().map(|(o, p)| format!("{} ({} B) @{o}", p.packet_type, p.wire_len())).collect();
+        let names: Vec<String> = packets
+            .iter()
+            .map(|l| format!("{} ({} B) @{}", l.packet.packet_type, l.packet.wire_len(), l.offset))
+            .collect();
         let detail = format!(
             "{} packet headers back to back at stream offset {offset}, then their payloads in {} order \
              ({len} bytes): two writers interleaved their packets on one socket; recovered with valid CRCs: {}",
@@ -839,8 +943,9 @@ impl FlowState {
         );
         self.dirs[dir.index()].report.interleaved += packets.len() as u64;
         self.anomaly(ctx, at.ts, at.frame, dir, Some(offset), AnomalyKind::Interleaved, detail);
-        for (o, p) in packets {
-            self.packet(ctx, dir, at, *o, p, p.wire_len() as u64, CrcStatus::Ok);
+        for l in packets {
+            let wire = l.packet.wire_len() as u64;
+            self.packet(ctx, dir, at, l.offset, l.client_id, &l.packet, wire, CrcStatus::Ok);
         }
     }
 
@@ -882,13 +987,18 @@ impl FlowState {
         dir: Dir,
         at: At,
         offset: u64,
+        client_id: u32,
         packet: &Packet,
         wire: u64,
         crc: CrcStatus,
     ) {
         let ty = packet.packet_type;
         let len = packet.payload.len();
-        self.dirs[dir.index()].tail_skip = None;
+        {
+            let d = &mut self.dirs[dir.index()];
+            d.tail_skip = None;
+            *d.report.client_ids.entry(client_id).or_default() += 1;
+        }
         if ty == PacketType::CLIENT_CAPABILITIES {
             match len {
                 160 => self.evidence(Dialect::Feb, 3, "CLIENT_CAPABILITIES is 160 bytes".into()),
@@ -929,9 +1039,19 @@ impl FlowState {
                 e.packets += 1;
                 e.bytes += wire;
                 e.last_counter = counter;
-                if d.last_counter.is_some_and(|c| c.wrapping_add(1) != counter) {
+                let previous = d.last_counter;
+                if previous.is_some_and(|c| c.wrapping_add(1) != counter) {
                     e.counter_jumps += 1;
                 }
+                if let Some(prev) = previous.filter(|&c| counter <= c) {
+                    e.counter_backwards += 1;
+                    let detail = format!(
+                        "nonce counter {counter} after {prev}: out of order (a sender's counter only grows; \
+                         the mark of encrypted records written by two threads without a lock)"
+                    );
+                    self.anomaly(ctx, at.ts, at.frame, dir, Some(offset), AnomalyKind::NonceOrder, detail);
+                }
+                let d = &mut self.dirs[dir.index()];
                 d.last_counter = Some(counter);
                 info = format!("nonce counter {counter}, inner packet {} B", len.saturating_sub(40));
             } else {
@@ -973,7 +1093,7 @@ impl FlowState {
             at.frame,
             self.id,
             dir,
-            What::Acip { packet_type: ty.to_string(), len: wire, crc, info },
+            What::Acip { packet_type: ty.to_string(), len: wire, crc, client_id, info },
         );
     }
 
@@ -1117,6 +1237,7 @@ impl FlowState {
             end_s: ctx.t(self.end),
             ending,
             opening: self.opening,
+            websocket: self.ws_handshake,
             client_to_server: c2s,
             server_to_client: s2c,
             anomalies: self.anomalies,

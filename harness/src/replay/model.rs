@@ -63,6 +63,9 @@ pub struct FlowReport {
     pub ending: String,
     /// The first packets of the session in order ("c>s CLIENT_CAPABILITIES(5000) 160 B"): the handshake.
     pub opening: Vec<String>,
+    /// WebSocket flows: the opening handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WsHandshake>,
     pub client_to_server: DirReport,
     pub server_to_client: DirReport,
     pub anomalies: Vec<Anomaly>,
@@ -111,6 +114,8 @@ pub struct DirReport {
     pub skipped_bytes: u64,
     /// Packets recovered from interleaved writers.
     pub interleaved: u64,
+    /// Packets per header client ID (ACIP-SPEC.md 1.1: the sender's ID, 0 when unset).
+    pub client_ids: BTreeMap<u32, u64>,
     /// The decoder's state at the end: "clean", or why it stopped / what was left over.
     pub end_state: String,
 }
@@ -121,6 +126,8 @@ pub struct TcpStats {
     /// Stream bytes delivered in order.
     pub bytes: u64,
     pub retransmitted_bytes: u64,
+    /// Retransmissions whose bytes differ from the first copy.
+    pub retransmit_conflicts: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
     pub syn: u64,
@@ -146,12 +153,39 @@ pub struct WsStats {
     pub message_lengths: Vec<u64>,
     /// Close frame (code, reason) if this side sent one.
     pub close: Option<CloseInfo>,
+    /// Frames with RSV bits set (outside a negotiated permessage-deflate message start).
+    pub rsv_frames: u64,
+    /// Frames whose payload length was not in its shortest encoding (RFC 6455 5.2).
+    pub non_minimal_lengths: u64,
+    /// Control frames over 125 bytes or without FIN (RFC 6455 5.5).
+    pub bad_control_frames: u64,
+    /// Frames this side sent after its own CLOSE (RFC 6455 5.5.1).
+    pub frames_after_close: u64,
+    /// permessage-deflate messages inflated (RFC 7692).
+    pub compressed_messages: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CloseInfo {
     pub code: Option<u16>,
     pub reason: String,
+    /// Whether the CLOSE payload is valid (RFC 6455 5.5.1, 7.4: code, length, UTF-8).
+    pub valid: bool,
+}
+
+/// The WebSocket opening handshake as both sides wrote it (RFC 6455 4; RFC 7692 for extensions).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WsHandshake {
+    /// `Sec-WebSocket-Protocol` of the request (ACIP-SPEC.md 6.2: `acip`).
+    pub subprotocols_requested: Vec<String>,
+    /// `Sec-WebSocket-Protocol` of the 101 response.
+    pub subprotocol_accepted: Option<String>,
+    pub key: Option<String>,
+    pub accept: Option<String>,
+    /// Whether `Sec-WebSocket-Accept` is the one derived from the key (`None`: one of them missing).
+    pub accept_valid: Option<bool>,
+    pub extensions_offered: Vec<String>,
+    pub extensions_accepted: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -172,6 +206,8 @@ pub struct EncryptedStats {
     pub last_counter: u64,
     /// Packets whose counter is not the previous one plus 1.
     pub counter_jumps: u64,
+    /// Packets whose counter is not above the previous one (each also a `nonce_order` anomaly).
+    pub counter_backwards: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -230,6 +266,10 @@ pub enum AnomalyKind {
     /// Packets of two or more writers interleaved on one socket (headers back to back, payloads after),
     /// recovered.
     Interleaved,
+    /// An ENCRYPTED packet's nonce counter is not above the previous one's.
+    NonceOrder,
+    /// A TCP retransmission carries bytes that differ from the first copy.
+    RetransmitConflict,
 }
 
 /// One line of the timeline.
@@ -249,7 +289,7 @@ pub enum What {
     Tcp { flag: String },
     Http { line: String },
     Ws { opcode: String, fin: bool, masked: bool, len: u64 },
-    Acip { packet_type: String, len: u64, crc: CrcStatus, info: String },
+    Acip { packet_type: String, len: u64, crc: CrcStatus, client_id: u32, info: String },
     Anomaly { kind: AnomalyKind, detail: String },
 }
 
@@ -297,7 +337,7 @@ impl Dissection {
                         u8::from(*fin),
                         if *masked { "masked " } else { "" }
                     ),
-                    What::Acip { packet_type, len, crc, info } => {
+                    What::Acip { packet_type, len, crc, info, .. } => {
                         format!("ACIP {packet_type} len={len} crc={crc:?} {info}")
                     }
                     What::Anomaly { kind, detail } => format!("!! {kind:?}: {detail}"),
@@ -336,6 +376,21 @@ impl FlowReport {
         );
         if !self.opening.is_empty() {
             let _ = writeln!(s, "  opening: {}", self.opening.join(", "));
+        }
+        if let Some(h) = &self.websocket {
+            let _ = writeln!(
+                s,
+                "  websocket: subprotocol requested {:?} accepted {:?}; accept key {}; extensions offered {:?} accepted {:?}",
+                h.subprotocols_requested,
+                h.subprotocol_accepted,
+                match h.accept_valid {
+                    Some(true) => "valid",
+                    Some(false) => "WRONG",
+                    None => "not checked (missing)",
+                },
+                h.extensions_offered,
+                h.extensions_accepted
+            );
         }
         for (dir, d) in
             [(Dir::ClientToServer, &self.client_to_server), (Dir::ServerToClient, &self.server_to_client)]
@@ -376,10 +431,27 @@ impl FlowReport {
                     w.message_bytes,
                     frags.join(", "),
                     match &w.close {
-                        Some(c) => format!(", close {:?} {:?}", c.code, c.reason),
+                        Some(c) => format!(
+                            ", close {:?} {:?}{}",
+                            c.code,
+                            c.reason,
+                            if c.valid { "" } else { " (invalid)" }
+                        ),
                         None => String::new(),
                     }
                 );
+                let odd = [
+                    (w.compressed_messages, "compressed messages inflated"),
+                    (w.rsv_frames, "frames with stray RSV bits"),
+                    (w.non_minimal_lengths, "non-minimal lengths"),
+                    (w.bad_control_frames, "malformed control frames"),
+                    (w.frames_after_close, "frames after CLOSE"),
+                ];
+                let odd: Vec<String> =
+                    odd.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+                if !odd.is_empty() {
+                    let _ = writeln!(s, "    ws details: {}", odd.join(", "));
+                }
             }
             for (ty, st) in &d.by_type {
                 let _ = writeln!(

@@ -204,6 +204,8 @@ fn synthetic_captures_are_regenerated_from_code() {
     let files = [
         ("synthetic_tcp_plaintext.pcap", sessions_to_pcap(&[&tcp], SyntheticLink::Ethernet)),
         ("synthetic_ws_57_fragments.pcap", sessions_to_pcap(&[&ws], SyntheticLink::Ethernet)),
+        ("synthetic_tcp_damage.pcap", sessions_to_pcap(&[&samples::tcp_damage()], SyntheticLink::Ethernet)),
+        ("synthetic_ws_details.pcap", sessions_to_pcap(&[&samples::ws_details()], SyntheticLink::Ethernet)),
     ];
     for (name, bytes) in files {
         let path = repo().join("corpus/captures").join(name);
@@ -577,4 +579,94 @@ async fn encrypted_capture_replays_after_a_fresh_handshake() {
     assert_eq!(s.sent, 0);
     assert!(s.divergences[0].starts_with("the fresh handshake failed"), "{:?}", s.divergences);
     server.shutdown().await;
+}
+
+/// Every kind of byte-stream damage is skipped with its exact extent and the valid packets around it are
+/// all recovered: garbage (bad magic), a flipped payload byte (CRC), an impossible length, two interleaved
+/// writers, nonce counters going backwards, and a retransmission that carries other bytes.
+#[test]
+fn byte_stream_damage_is_skipped_and_every_valid_packet_recovered() {
+    let d = dissect_file(&repo().join("corpus/captures/synthetic_tcp_damage.pcap"));
+    let f = &d.flows[0];
+    let kinds: Vec<AnomalyKind> = f.anomalies.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AnomalyKind::BadMagic,
+            AnomalyKind::CrcMismatch,
+            AnomalyKind::Oversize,
+            AnomalyKind::Interleaved,
+            AnomalyKind::NonceOrder,
+            AnomalyKind::RetransmitConflict,
+        ],
+        "{:#?}",
+        f.anomalies
+    );
+    assert!(
+        f.anomalies[0].detail.contains("skipped 21 bytes (stream offsets 182..203)"),
+        "{}",
+        f.anomalies[0].detail
+    );
+    assert!(f.anomalies[3].detail.contains("reversed order"), "{}", f.anomalies[3].detail);
+    assert!(f.anomalies[4].detail.contains("nonce counter 4 after 5"), "{}", f.anomalies[4].detail);
+    let up = &f.client_to_server;
+    assert_eq!((up.packets, up.resyncs, up.skipped_bytes), (4, 3, 473));
+    assert_eq!(up.by_type["PING(5001)"].count, 2, "the PINGs after the garbage and after the bad length");
+    assert_eq!(up.by_type["STREAM_START(5005)"].count, 1, "the packet after the flipped byte");
+    assert_eq!(up.end_state, "clean");
+    let down = &f.server_to_client;
+    assert_eq!((down.packets, down.interleaved), (6, 2));
+    let enc = down.encrypted.as_ref().expect("encrypted");
+    assert_eq!(enc.counter_backwards, 1);
+    assert_eq!(down.tcp.retransmit_conflicts, 1);
+    assert_eq!(down.client_ids.get(&0), Some(&6), "client IDs are summarised per direction");
+}
+
+/// The WebSocket details of RFC 6455 and 7692, each reported: subprotocol and extensions of both sides,
+/// a wrong accept key, a permessage-deflate message inflated and decoded, RSV1 on a CONTINUATION, a
+/// non-minimal length, a fragmented control frame, an invalid close code and a frame after CLOSE.
+#[test]
+fn websocket_details_are_reported() {
+    let d = dissect_file(&repo().join("corpus/captures/synthetic_ws_details.pcap"));
+    let f = &d.flows[0];
+    let hs = f.websocket.as_ref().expect("handshake facts");
+    assert_eq!(hs.subprotocols_requested, ["acip"]);
+    assert_eq!(hs.subprotocol_accepted.as_deref(), Some("acip"));
+    assert_eq!(hs.accept_valid, Some(false));
+    assert_eq!(hs.extensions_offered, ["permessage-deflate; client_max_window_bits"]);
+    assert_eq!(hs.extensions_accepted, ["permessage-deflate"]);
+    let kinds: Vec<AnomalyKind> = f.anomalies.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AnomalyKind::HttpUpgrade,
+            AnomalyKind::WsFrame,
+            AnomalyKind::WsFrame,
+            AnomalyKind::WsFrame,
+            AnomalyKind::Close,
+            AnomalyKind::WsFrame,
+        ],
+        "{:#?}",
+        f.anomalies
+    );
+    let w = f.client_to_server.ws.as_ref().expect("ws");
+    assert_eq!(
+        (
+            w.compressed_messages,
+            w.rsv_frames,
+            w.non_minimal_lengths,
+            w.bad_control_frames,
+            w.frames_after_close
+        ),
+        (1, 1, 1, 1, 1)
+    );
+    let close = w.close.as_ref().expect("client close");
+    assert_eq!((close.code, close.valid), (Some(1005), false));
+    // The compressed message is the CLIENT_CAPABILITIES, decoded after inflating (and it names the dialect).
+    assert_eq!(f.client_to_server.by_type["CLIENT_CAPABILITIES(5000)"].min_len, 160);
+    assert_eq!(f.client_to_server.by_type["PING(5001)"].count, 3);
+    // The same capture with a correct accept key and no extension has no handshake anomaly: the samples
+    // that upgrade properly stay clean.
+    let clean = dissect_file(&repo().join("corpus/captures/synthetic_ws_57_fragments.pcap"));
+    assert_eq!(clean.flows[0].websocket.as_ref().and_then(|h| h.accept_valid), Some(true));
 }

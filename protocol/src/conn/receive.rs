@@ -83,6 +83,7 @@ impl Receiver {
                     max_frame: limits.max_ws_frame,
                     require_mask: Some(!is_client),
                     strict_length: false,
+                    observe: false,
                 }),
                 data: match dialect {
                     Dialect::Feb => WsData::Feb(Reassembler::new(reassembly)),

@@ -64,13 +64,28 @@ pub struct FrameDecoderConfig {
     /// Refuse a length not in its shortest encoding. RFC 6455 requires the minimal form, but real peers are
     /// not known to break it and a dissector wants to see the frame, so the default is lenient.
     pub strict_length: bool,
+    /// A dissector's view: RSV bits, reserved opcodes, fragmented or over-long control frames and
+    /// non-minimal lengths (when not `strict_length`) are not errors, since the frame boundary holds; they
+    /// are reported in [`FrameFacts`] by [`FrameDecoder::poll_observed`].
+    pub observe: bool,
 }
 
 impl FrameDecoderConfig {
     /// Lenient defaults with the given frame limit.
     pub fn new(max_frame: usize) -> Self {
-        FrameDecoderConfig { max_frame, require_mask: None, strict_length: false }
+        FrameDecoderConfig { max_frame, require_mask: None, strict_length: false, observe: false }
     }
+}
+
+/// What a frame's header said beyond [`Frame`], for a dissector ([`FrameDecoderConfig::observe`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameFacts {
+    /// RSV1-3 (bit 2 = RSV1): set only by a negotiated extension (permessage-deflate: RSV1).
+    pub rsv: u8,
+    /// The payload length was not in its shortest encoding (RFC 6455 5.2).
+    pub non_minimal_length: bool,
+    /// The header length: 2, 4 or 10 bytes, plus 4 for a mask.
+    pub header_len: usize,
 }
 
 impl Default for FrameDecoderConfig {
@@ -113,6 +128,11 @@ impl FrameDecoder {
 
     /// The next whole frame, an error, or `None` when more bytes are needed.
     pub fn poll_frame(&mut self) -> Option<Result<Frame, FrameError>> {
+        self.poll_observed().map(|r| r.map(|(f, _)| f))
+    }
+
+    /// [`FrameDecoder::poll_frame`] with what the header said beyond the frame ([`FrameFacts`]).
+    pub fn poll_observed(&mut self) -> Option<Result<(Frame, FrameFacts), FrameError>> {
         if let Some(e) = &self.failed {
             return Some(Err(e.clone()));
         }
@@ -141,7 +161,8 @@ impl FrameDecoder {
         self.buf.is_empty() && self.failed.is_none()
     }
 
-    fn try_decode(&mut self) -> Result<Option<Frame>, FrameError> {
+    fn try_decode(&mut self) -> Result<Option<(Frame, FrameFacts)>, FrameError> {
+        let observe = self.config.observe;
         if self.buf.len() < 2 {
             return Ok(None);
         }
@@ -150,13 +171,15 @@ impl FrameDecoder {
         let rsv = (b0 >> 4) & 0x7;
         let opcode = OpCode::from_u8(b0);
         let masked = b1 & 0x80 != 0;
-        if rsv != 0 {
+        if rsv != 0 && !observe {
             return Err(FrameError::ReservedBits { opcode, bits: rsv });
         }
         if let OpCode::Reserved(v) = opcode {
-            return Err(FrameError::ReservedOpcode(v));
+            if !observe {
+                return Err(FrameError::ReservedOpcode(v));
+            }
         }
-        if opcode.is_control() && !fin {
+        if opcode.is_control() && !fin && !observe {
             return Err(FrameError::FragmentedControl { opcode });
         }
         match (self.config.require_mask, masked) {
@@ -184,7 +207,7 @@ impl FrameDecoder {
         if !minimal && self.config.strict_length {
             return Err(FrameError::NonMinimalLength { opcode, len, width: width as u8 });
         }
-        if opcode.is_control() && len > MAX_CONTROL_PAYLOAD as u64 {
+        if opcode.is_control() && len > MAX_CONTROL_PAYLOAD as u64 && !observe {
             return Err(FrameError::ControlTooLong { opcode, len });
         }
         if len > self.config.max_frame as u64 {
@@ -209,7 +232,8 @@ impl FrameDecoder {
             apply_mask(&mut whole, key);
         }
         self.consumed += total as u64;
-        Ok(Some(Frame { opcode, fin, mask, payload: whole.freeze() }))
+        let facts = FrameFacts { rsv, non_minimal_length: !minimal, header_len };
+        Ok(Some((Frame { opcode, fin, mask, payload: whole.freeze() }, facts)))
     }
 }
 

@@ -35,7 +35,7 @@ pub use close::{
     CloseFrame, NotUtf8, Utf8Validator,
 };
 pub use fragment::{fragment, Fragmenter, Fragments};
-pub use frame::{encode_frame, FrameDecoder, FrameDecoderConfig, MaskKeys, MessageDecoder};
+pub use frame::{encode_frame, FrameDecoder, FrameDecoderConfig, FrameFacts, MaskKeys, MessageDecoder};
 pub use order::HeadFrameOrder;
 pub use reassembly::{feb_message_rule, Message, Reassembler, ReassemblerConfig, ReassemblyEvent};
 

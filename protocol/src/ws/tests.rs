@@ -458,3 +458,41 @@ fn every_error_message() {
     }
     insta::assert_snapshot!("error_messages", lines.join("\n"));
 }
+
+/// A dissector's decoder (`observe`) returns what a strict one refuses, with the facts: RSV bits, a
+/// non-minimal length, a fragmented or over-long control frame, a reserved opcode. The strict default
+/// still refuses each.
+#[test]
+fn observe_mode_reports_what_strict_mode_refuses() {
+    let mut wire = Vec::new();
+    encode_frame(OpCode::Binary, true, None, b"abc", &mut wire);
+    wire[0] |= 0x40; // RSV1
+    wire.extend_from_slice(&[0x82, 126, 0, 3, b'x', b'y', b'z']); // length 3 in the 16-bit form
+    encode_frame(OpCode::Ping, false, None, b"p", &mut wire);
+    let mut long = Vec::new();
+    encode_frame(OpCode::Binary, true, None, &[7u8; 130], &mut long);
+    long[0] = 0x89; // a PING of 130 bytes
+    wire.extend_from_slice(&long);
+    wire.extend_from_slice(&[0x83, 0]); // reserved opcode 0x3
+    let mut d =
+        FrameDecoder::with_config(FrameDecoderConfig { observe: true, ..FrameDecoderConfig::default() });
+    d.handle_bytes(&wire);
+    let mut got = Vec::new();
+    while let Some(r) = d.poll_observed() {
+        let (f, facts) = r.unwrap();
+        got.push((f.opcode, f.fin, f.payload.len(), facts.rsv, facts.non_minimal_length));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (OpCode::Binary, true, 3, 0b100, false),
+            (OpCode::Binary, true, 3, 0, true),
+            (OpCode::Ping, false, 1, 0, false),
+            (OpCode::Ping, true, 130, 0, false),
+            (OpCode::Reserved(3), true, 0, 0, false),
+        ]
+    );
+    let mut strict = FrameDecoder::with_config(FrameDecoderConfig::default());
+    strict.handle_bytes(&wire);
+    assert!(matches!(strict.poll_frame(), Some(Err(FrameError::ReservedBits { .. }))));
+}

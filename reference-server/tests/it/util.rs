@@ -72,6 +72,7 @@ impl Peer {
                 max_frame: Limits::default().max_ws_frame,
                 require_mask: Some(false),
                 strict_length: false,
+                observe: false,
             }),
             packets: StreamDecoder::new(Limits::default()),
             raw: Vec::new(),

@@ -11,7 +11,7 @@ impl FlowState {
         ws.frames.handle_bytes(data);
         loop {
             let start = ws.frames.consumed();
-            let frame = match ws.frames.poll_frame() {
+            let (frame, facts) = match ws.frames.poll_observed() {
                 None => break,
                 Some(Ok(f)) => f,
                 Some(Err(e)) => {
@@ -22,11 +22,119 @@ impl FlowState {
                 }
             };
             let fat = At { ts: at.ts, frame: at.frame, offset: start };
-            self.ws_frame(ctx, dir, fat, ws, frame);
+            self.ws_frame(ctx, dir, fat, ws, frame, facts);
         }
     }
 
-    fn ws_frame(&mut self, ctx: &mut Ctx<'_>, dir: Dir, at: At, ws: &mut WsDecoder, frame: acip::ws::Frame) {
+    /// What a frame's header says beyond the frame: RSV bits (permessage-deflate or a violation),
+    /// non-minimal lengths, malformed control frames, frames after this side's CLOSE.
+    fn frame_facts(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        dir: Dir,
+        at: At,
+        ws: &mut WsDecoder,
+        frame: &acip::ws::Frame,
+        facts: acip::ws::FrameFacts,
+    ) {
+        let len = frame.payload.len();
+        let op = frame.opcode;
+        let mut problems = Vec::new();
+        {
+            let w = self.dirs[dir.index()].report.ws.get_or_insert_with(WsStats::default);
+            if ws.close_seen {
+                w.frames_after_close += 1;
+                problems.push(format!(
+                    "{op} frame after this side's CLOSE (RFC 6455 5.5.1: nothing may follow it)"
+                ));
+            }
+            if facts.non_minimal_length {
+                w.non_minimal_lengths += 1;
+                problems.push(format!(
+                    "{op} frame length {len} in a {}-byte header, not the shortest encoding (RFC 6455 5.2)",
+                    facts.header_len
+                ));
+            }
+            if op.is_control() && (len > acip::ws::MAX_CONTROL_PAYLOAD || !frame.fin) {
+                w.bad_control_frames += 1;
+                problems.push(format!(
+                    "{op} control frame of {len} bytes{} (RFC 6455 5.5: at most 125 bytes, never fragmented)",
+                    if frame.fin { "" } else { " without FIN" }
+                ));
+            }
+            if let acip::ws::OpCode::Reserved(v) = op {
+                problems.push(format!("frame with reserved opcode 0x{v:X} (RFC 6455 5.2)"));
+            }
+            let starts = matches!(op, acip::ws::OpCode::Text | acip::ws::OpCode::Binary);
+            if starts {
+                ws.msg_compressed = false;
+            }
+            if facts.rsv == 0b100 && starts && self.deflate.is_some() {
+                ws.msg_compressed = true;
+            } else if facts.rsv != 0 {
+                w.rsv_frames += 1;
+                let why = if self.deflate.is_some() {
+                    "only RSV1, only on a message's first frame, is permessage-deflate's (RFC 7692 6)"
+                } else {
+                    "no extension was negotiated (RFC 6455 5.2)"
+                };
+                problems.push(format!("{op} frame with RSV bits 0b{:03b}: {why}", facts.rsv));
+            }
+        }
+        if op == acip::ws::OpCode::Close {
+            ws.close_seen = true;
+        }
+        for p in problems {
+            self.anomaly(ctx, at.ts, at.frame, dir, Some(at.offset), AnomalyKind::WsFrame, p);
+        }
+    }
+
+    /// Inflates one permessage-deflate message (RFC 7692 7.2.2): the message plus `00 00 FF FF`, through
+    /// this direction's raw-deflate state (kept across messages unless the side said no_context_takeover).
+    /// The output is bounded by the message limit.
+    fn inflate(&self, dir: Dir, ws: &mut WsDecoder, data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+        let reset = match (self.deflate, dir) {
+            (Some((client, _)), Dir::ClientToServer) => client,
+            (Some((_, server)), Dir::ServerToClient) => server,
+            (None, _) => true,
+        };
+        if reset {
+            ws.inflater = None;
+        }
+        let z = ws.inflater.get_or_insert_with(|| flate2::Decompress::new(false));
+        let mut input = data.to_vec();
+        input.extend_from_slice(&[0, 0, 0xFF, 0xFF]);
+        let mut out = Vec::with_capacity((data.len() * 4).clamp(64, limit.max(64)));
+        let mut at = 0;
+        loop {
+            if out.len() >= limit {
+                return Err(format!("inflates to more than the {limit}-byte message limit"));
+            }
+            out.reserve((limit - out.len()).min(64 * 1024));
+            let (in0, out0) = (z.total_in(), z.total_out());
+            let status = z
+                .decompress_vec(&input[at..], &mut out, flate2::FlushDecompress::Sync)
+                .map_err(|e| format!("is not valid deflate data: {e}"))?;
+            at += (z.total_in() - in0) as usize;
+            let progressed = z.total_in() > in0 || z.total_out() > out0;
+            let room_left = out.len() < out.capacity();
+            if (at >= input.len() && room_left) || !progressed || status == flate2::Status::StreamEnd {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn ws_frame(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        dir: Dir,
+        at: At,
+        ws: &mut WsDecoder,
+        frame: acip::ws::Frame,
+        facts: acip::ws::FrameFacts,
+    ) {
+        self.frame_facts(ctx, dir, at, ws, &frame, facts);
         let len = frame.payload.len() as u64;
         let masked = frame.mask.is_some();
         ctx.push(
@@ -62,8 +170,9 @@ impl FlowState {
         if frame.opcode == OpCode::Close {
             self.ws_close(ctx, dir, at, &frame.payload);
         }
-        // `head`: every data frame continues one packet byte stream.
-        if !frame.opcode.is_control() {
+        // `head`: every data frame continues one packet byte stream (a compressed message joins it whole,
+        // inflated, once complete).
+        if !frame.opcode.is_control() && !ws.msg_compressed {
             if let Some(mut stream) = ws.stream.take() {
                 let chunk_start = stream.consumed() + stream.buffered() as u64;
                 stream.handle_bytes(&frame.payload);
@@ -104,8 +213,41 @@ impl FlowState {
                     }
                 }
                 self.fragments_done(ctx, dir, at, frags, "message");
+                let mut data = m.data.clone();
+                if std::mem::take(&mut ws.msg_compressed) {
+                    match self.inflate(dir, ws, &m.data, ctx.config.limits.max_ws_message) {
+                        Ok(plain) => {
+                            if let Some(w) = self.dirs[dir.index()].report.ws.as_mut() {
+                                w.compressed_messages += 1;
+                            }
+                            data = bytes::Bytes::from(plain);
+                        }
+                        Err(why) => {
+                            let detail =
+                                format!("permessage-deflate message of {} bytes {why}", m.data.len());
+                            self.anomaly(
+                                ctx,
+                                at.ts,
+                                at.frame,
+                                dir,
+                                Some(msg_at.offset),
+                                AnomalyKind::WsFrame,
+                                detail,
+                            );
+                            return;
+                        }
+                    }
+                    if let Some(mut stream) = ws.stream.take() {
+                        let chunk_start = stream.consumed() + stream.buffered() as u64;
+                        stream.handle_bytes(&data);
+                        let mut track = std::mem::take(&mut ws.track);
+                        self.drain_stream(ctx, dir, at, &mut stream, &mut track, &data, chunk_start);
+                        ws.track = track;
+                        ws.stream = Some(stream);
+                    }
+                }
                 if ws.stream.is_none() {
-                    self.feb_message(ctx, dir, at, msg_at, ws, &m.data);
+                    self.feb_message(ctx, dir, at, msg_at, ws, &data);
                 }
             }
             Err(e) => {
@@ -135,11 +277,16 @@ impl FlowState {
     fn ws_close(&mut self, ctx: &mut Ctx<'_>, dir: Dir, at: At, payload: &[u8]) {
         let (code, reason) = acip::ws::read_close_lossy(payload);
         if let Some(w) = self.dirs[dir.index()].report.ws.as_mut() {
-            w.close = Some(CloseInfo { code, reason: reason.clone() });
+            w.close = Some(CloseInfo {
+                code,
+                reason: reason.clone(),
+                valid: acip::ws::parse_close(payload).is_ok(),
+            });
         }
-        if !matches!(code, Some(1000 | 1001)) {
+        let invalid = acip::ws::parse_close(payload).err();
+        if !matches!(code, Some(1000 | 1001)) || invalid.is_some() {
             let mut detail = format!("{} sent close code {code:?} {reason:?}", side(dir));
-            if let Err(e) = acip::ws::parse_close(payload) {
+            if let Some(e) = invalid {
                 detail.push_str(&format!(" (invalid, RFC 6455: {e})"));
             }
             self.anomaly(ctx, at.ts, at.frame, dir, Some(at.offset), AnomalyKind::Close, detail);
@@ -226,6 +373,7 @@ impl FlowState {
                 packet_type: header.packet_type.to_string(),
                 len: data.len() as u64,
                 crc: CrcStatus::Unchecked,
+                client_id: header.client_id,
                 info,
             };
             ctx.push(at.ts, at.frame, self.id, dir, what);
@@ -265,6 +413,6 @@ impl FlowState {
             }
         };
         let packet = Packet { packet_type: header.packet_type, payload };
-        self.packet(ctx, dir, at, msg_at.offset, &packet, packet_len as u64, crc);
+        self.packet(ctx, dir, at, msg_at.offset, header.client_id, &packet, packet_len as u64, crc);
     }
 }
