@@ -246,7 +246,8 @@ pub fn tcp_damage() -> SyntheticSession {
 /// permessage-deflate; the server accepts both but answers with a wrong `Sec-WebSocket-Accept`. Then, client
 /// to server: a deflate-compressed message (RSV1) carrying CLIENT_CAPABILITIES, a PING packet in a frame
 /// whose length uses the 16-bit form (not minimal), a CONTINUATION frame with RSV1, a fragmented WebSocket
-/// PING, a CLOSE with code 1005 (never sent on the wire), and a frame after that CLOSE. The server closes
+/// PING, a message of 4 junk bytes then a PING packet (recovered), a CLOSE with code 1005 (never sent on
+/// the wire), and a frame after that CLOSE. The server closes
 /// with 1000.
 pub fn ws_details() -> SyntheticSession {
     use std::io::Write;
@@ -289,6 +290,9 @@ pub fn ws_details() -> SyntheticSession {
     ws_frame(&mut up, OpCode::Continuation, true, true, &ping[10..]);
     up[cont] |= 0x40;
     ws_frame(&mut up, OpCode::Ping, false, true, b"hi");
+    let mut junk_then_ping = b"JUNK".to_vec();
+    junk_then_ping.extend_from_slice(&ping);
+    ws_frame(&mut up, OpCode::Binary, true, true, &junk_then_ping);
     ws_frame(&mut up, OpCode::Close, true, true, &1005u16.to_be_bytes());
     ws_frame(&mut up, OpCode::Binary, true, true, &ping);
     s.send(ms(3), c, &up);

@@ -643,6 +643,7 @@ fn websocket_details_are_reported() {
             AnomalyKind::WsFrame,
             AnomalyKind::WsFrame,
             AnomalyKind::WsFrame,
+            AnomalyKind::BadMagic,
             AnomalyKind::Close,
             AnomalyKind::WsFrame,
         ],
@@ -664,7 +665,14 @@ fn websocket_details_are_reported() {
     assert_eq!((close.code, close.valid), (Some(1005), false));
     // The compressed message is the CLIENT_CAPABILITIES, decoded after inflating (and it names the dialect).
     assert_eq!(f.client_to_server.by_type["CLIENT_CAPABILITIES(5000)"].min_len, 160);
-    assert_eq!(f.client_to_server.by_type["PING(5001)"].count, 3);
+    // The junk-prefixed message keeps the one-message-one-packet verdict (bad magic) and its PING is
+    // recovered: 4 PINGs in all.
+    assert!(
+        f.anomalies[4].detail.contains("recovered inside the message with valid CRCs: PING(5001) @+4"),
+        "{}",
+        f.anomalies[4].detail
+    );
+    assert_eq!(f.client_to_server.by_type["PING(5001)"].count, 4);
     // The same capture with a correct accept key and no extension has no handshake anomaly: the samples
     // that upgrade properly stay clean.
     let clean = dissect_file(&repo().join("corpus/captures/synthetic_ws_57_fragments.pcap"));

@@ -293,6 +293,32 @@ impl FlowState {
         }
     }
 
+    /// A `feb` message that does not start with a valid packet: the valid packets inside it (after junk, or
+    /// several in one message) are recovered as a byte stream would be; returns what to add to the anomaly.
+    fn recover_in_message(&mut self, ctx: &mut Ctx<'_>, dir: Dir, at: At, msg_at: At, data: &[u8]) -> String {
+        let mut rx = ResyncDecoder::new(ctx.config.limits);
+        rx.handle_bytes(data);
+        rx.finish();
+        let mut found = Vec::new();
+        while let Some(item) = rx.poll() {
+            match item {
+                Item::Packet(l) => found.push(l),
+                Item::Interleaved { packets, .. } => found.extend(packets),
+                Item::Skipped { .. } => {}
+            }
+        }
+        if found.is_empty() {
+            return String::new();
+        }
+        let names: Vec<String> =
+            found.iter().map(|l| format!("{} @+{}", l.packet.packet_type, l.offset)).collect();
+        for l in &found {
+            let wire = l.packet.wire_len() as u64;
+            self.packet(ctx, dir, at, msg_at.offset + l.offset, l.client_id, &l.packet, wire, CrcStatus::Ok);
+        }
+        format!("; recovered inside the message with valid CRCs: {}", names.join(", "))
+    }
+
     /// `feb`: one message is one packet. Every mismatch is flagged; the next message is decoded anyway.
     fn feb_message(
         &mut self,
@@ -314,17 +340,9 @@ impl FlowState {
         let header = match Header::decode(data, &limits) {
             Ok(h) => h,
             Err(CodecError::Truncated { .. }) => {
-                if Header::check_magic_prefix(data).is_err() {
-                    let e = Header::check_magic_prefix(data).unwrap_err();
-                    self.anomaly(
-                        ctx,
-                        at.ts,
-                        at.frame,
-                        dir,
-                        Some(msg_at.offset),
-                        codec_kind(&e),
-                        e.to_string(),
-                    );
+                if let Err(e) = Header::check_magic_prefix(data) {
+                    let detail = format!("{e}{}", self.recover_in_message(ctx, dir, at, msg_at, data));
+                    self.anomaly(ctx, at.ts, at.frame, dir, Some(msg_at.offset), codec_kind(&e), detail);
                 } else {
                     let e = ReassemblyError::HeaderIncomplete { message: data.len() };
                     self.anomaly(
@@ -341,7 +359,11 @@ impl FlowState {
                 return;
             }
             Err(e) => {
-                let detail = format!("message of {} bytes: {e}", data.len());
+                let detail = format!(
+                    "message of {} bytes: {e}{}",
+                    data.len(),
+                    self.recover_in_message(ctx, dir, at, msg_at, data)
+                );
                 self.anomaly(ctx, at.ts, at.frame, dir, Some(msg_at.offset), codec_kind(&e), detail);
                 return;
             }
