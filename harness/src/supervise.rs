@@ -173,6 +173,16 @@ impl Shared {
         if state.first.is_none() {
             state.first = Some(snap.clone());
         }
+        // A read while the process is being torn down (after the fatal signal) can list only part of its
+        // mappings: what the last snapshot mapped and this one lost is kept where nothing new took its
+        // addresses.
+        let snap = match &state.last {
+            Some(last) => {
+                let text = merge_lost(&snap.text, &last.text);
+                MapsSnapshot { mappings: text.lines().count(), text, ..snap }
+            }
+            None => snap,
+        };
         state.last = Some(snap);
     }
 
@@ -188,6 +198,32 @@ impl Shared {
         }
         tail.push_back(LogLine { stream, text });
     }
+}
+
+/// The address range of one maps line.
+fn range(line: &str) -> Option<(u64, u64)> {
+    let (a, b) = line.split_whitespace().next()?.split_once('-')?;
+    Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+}
+
+/// `new` plus the file-backed mappings of `old` whose object `new` no longer maps and whose addresses
+/// nothing in `new` overlaps, in address order. A process that is being torn down loses mappings from
+/// its maps file before it is gone; the frames of its crash still point into them.
+fn merge_lost(new: &str, old: &str) -> String {
+    let object = |l: &str| l.split_whitespace().nth(5).filter(|p| p.starts_with('/')).map(str::to_string);
+    let objects: std::collections::BTreeSet<String> = new.lines().filter_map(object).collect();
+    let taken: Vec<(u64, u64)> = new.lines().filter_map(range).collect();
+    let mut lines: Vec<&str> = new.lines().filter(|l| !l.trim().is_empty()).collect();
+    for l in old.lines() {
+        let (Some(obj), Some((a, b))) = (object(l), range(l)) else { continue };
+        if !objects.contains(&obj) && !taken.iter().any(|&(x, y)| a < y && x < b) {
+            lines.push(l);
+        }
+    }
+    lines.sort_by_key(|l| range(l).map_or(0, |r| r.0));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
 }
 
 fn ms(d: Duration) -> u64 {
@@ -462,4 +498,22 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     write("crash.json", &report.to_json())?;
     write("crash.md", &report.to_markdown())?;
     Ok(Run { out_dir, exit, report: Some(report) })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_torn_down_maps_read_keeps_what_it_lost() {
+        let whole = "5555-6666 r-xp 0 fe:00 1 /bin/app\n7000-8000 r-xp 0 fe:00 2 /lib/libcrash.so\n\
+                     9000-a000 r-xp 0 fe:00 3 /lib/libc.so.6\n";
+        // Read during teardown: the crash path loaded libgcc_s, and the rest is already gone.
+        let partial = "5555-6666 r-xp 0 fe:00 1 /bin/app\nb000-c000 r-xp 0 fe:00 4 /lib/libgcc_s.so.1\n";
+        let merged = super::merge_lost(partial, whole);
+        let objects: Vec<&str> = merged.lines().filter_map(|l| l.split_whitespace().nth(5)).collect();
+        assert_eq!(objects, ["/bin/app", "/lib/libcrash.so", "/lib/libc.so.6", "/lib/libgcc_s.so.1"]);
+        // A lost object whose addresses something new took is not brought back.
+        let reused = "5555-6666 r-xp 0 fe:00 1 /bin/app\n7000-8000 r-xp 0 fe:00 5 /lib/libother.so\n";
+        assert!(!super::merge_lost(reused, whole).contains("libcrash"));
+        assert_eq!(super::merge_lost(whole, whole), whole);
+    }
 }

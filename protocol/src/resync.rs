@@ -10,8 +10,10 @@
 //! payload). Both orders are tried; when every CRC checks, all packets are recovered as one
 //! [`Item::Interleaved`].
 //!
-//! Memory is bounded by one packet: a length over `Limits::max_packet` is damage, and at most one header
-//! plus its payload is held while waiting for a candidate to complete.
+//! Memory is bounded by [`max_held`]: a length over `Limits::max_packet` is damage, one header plus its
+//! payload is held while waiting for a candidate to complete, and an interleaving is only waited for while
+//! it fits in two packets' worth of bytes. Every decision waits for the bytes it looks at, so how the
+//! stream was cut into reads never changes the items (the `resync` fuzz target checks it).
 
 use std::collections::VecDeque;
 
@@ -21,6 +23,11 @@ use crate::codec::{CodecError, Header, Limits, Packet, HEADER_LEN, MAGIC};
 
 /// Most headers in a row tried as one interleaving.
 pub const MAX_INTERLEAVED: usize = 8;
+
+/// The most bytes a decoder with these limits holds.
+pub fn max_held(limits: &Limits) -> usize {
+    2 * (HEADER_LEN + limits.max_packet as usize)
+}
 
 /// A packet found in the stream: where its header starts, and the header's client ID (which [`Packet`]
 /// does not keep).
@@ -189,6 +196,10 @@ impl ResyncDecoder {
             return Step::Need;
         }
         if let Err(e) = Header::check_magic_prefix(buf) {
+            // The error names the 8 bytes found: wait for them, so the report does not depend on the reads.
+            if buf.len() < 8 && !self.eof {
+                return Step::Need;
+            }
             return Step::Skip(next_magic(buf, 1), e);
         }
         if buf.len() < HEADER_LEN {
@@ -225,7 +236,10 @@ impl ResyncDecoder {
                     return step;
                 }
                 // The boundary held (the next bytes are a header, or the stream ends here): only this
-                // packet's bytes are damaged.
+                // packet's bytes are damaged. Decided on the next 8 bytes, so wait for them.
+                if buf.len() < total + 8 && !self.eof {
+                    return Step::Need;
+                }
                 let boundary = buf.get(total..total + 8).is_some_and(|m| m == MAGIC.to_be_bytes())
                     || (self.eof && buf.len() == total);
                 if boundary {
@@ -276,9 +290,17 @@ impl ResyncDecoder {
         let mut headers = Vec::new();
         while headers.len() < MAX_INTERLEAVED {
             let at = headers.len() * HEADER_LEN;
-            match buf.get(at..).map(|b| Header::decode(b, &self.limits)) {
-                Some(Ok(h)) => headers.push(h),
-                _ => break,
+            let rest = buf.get(at..).unwrap_or(&[]);
+            match Header::decode(rest, &self.limits) {
+                Ok(h) => headers.push(h),
+                // Not enough bytes to tell whether another header starts here: wait for them.
+                Err(CodecError::Truncated { .. })
+                    if !self.eof && Header::check_magic_prefix(rest).is_ok() && !rest.is_empty() =>
+                {
+                    return Some(Step::Need)
+                }
+                Err(CodecError::Truncated { .. }) if !self.eof && rest.is_empty() => return Some(Step::Need),
+                Err(_) => break,
             }
         }
         if headers.len() < 2 {
@@ -288,6 +310,9 @@ impl ResyncDecoder {
         for n in (2..=headers.len()).rev() {
             let hs = &headers[..n];
             let total = n * HEADER_LEN + hs.iter().map(|h| h.length as usize).sum::<usize>();
+            if total > max_held(&self.limits) {
+                continue;
+            }
             if buf.len() < total {
                 if self.eof {
                     continue;

@@ -4,6 +4,7 @@
 pub mod handshake;
 pub mod packet;
 pub mod reassembly;
+pub mod resync;
 pub mod stream;
 
 use arbitrary::Unstructured;
