@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{conformance, replay, report, repro, soak, supervise, symbolize};
+use crate::{conformance, dissector, replay, report, repro, soak, supervise, symbolize};
 
 /// Exit codes, as `harness --help` prints them (README, "Exit codes").
 pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 a verdict failed; 2 usage; 3 bad input file; 4 I/O; \
@@ -32,6 +32,11 @@ pub enum Command {
   harness replay capture.pcap --json --stall-threshold 20ms
   harness replay capture.pcap --against ws://127.0.0.1:27226 --fast")]
     Replay(replay::Args),
+    /// Write a Wireshark/tshark dissector for ACIP, generated from this build's codec tables.
+    #[command(after_help = "Examples:
+  harness dissector --lua --out acip.lua
+  harness dissector --lua --out ~/.local/lib/wireshark/plugins/acip.lua")]
+    Dissector(dissector::Args),
     /// Reproduce each known ascii-chat failure beside its fix, with a verdict.
     #[command(after_help = "Examples:
   harness repro all --quick
@@ -66,6 +71,7 @@ impl Cli {
         match self.command {
             Command::Soak(a) => soak::run(a),
             Command::Replay(a) => replay::run(a),
+            Command::Dissector(a) => dissector::run(a),
             Command::Repro(a) => repro::run(a),
             Command::Conformance(a) => conformance::run(a),
             Command::Report(a) => report::run(a),

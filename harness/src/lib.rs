@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod cli;
 pub mod conformance;
+pub mod dissector;
 pub mod error;
 pub mod paths;
 pub mod peer;

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod diag;
+mod dissector;
 mod docs;
 mod replay;
 mod report;
