@@ -86,7 +86,10 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     flipped[HEADER_LEN + 5] ^= 1;
     let mut impossible = Packet::empty(PacketType::IMAGE_FRAME).header().to_bytes().to_vec();
     impossible[10..14].copy_from_slice(&u32::MAX.to_be_bytes());
-    let (a, b) = (Packet::new(PacketType::ENCRYPTED, vec![1u8; 60]).encode(), Packet::new(PacketType::ENCRYPTED, vec![2u8; 30]).encode());
+    let (a, b) = (
+        Packet::new(PacketType::ENCRYPTED, vec![1u8; 60]).encode(),
+        Packet::new(PacketType::ENCRYPTED, vec![2u8; 30]).encode(),
+    );
     let mut interleaved = [&a[..HEADER_LEN], &b[..HEADER_LEN], &b[HEADER_LEN..], &a[HEADER_LEN..]].concat();
     interleaved.extend_from_slice(&ping);
     let streams: Vec<(&str, Vec<u8>)> = vec![
