@@ -59,7 +59,8 @@ pub struct Args {
     /// Split outbound WebSocket messages into frames of this many bytes (the FEB server used 262144).
     #[arg(long)]
     pub ws_fragment: Option<usize>,
-    /// Fault to emulate: slot-leak, rx-pause, no-reuseaddr, early-ready, stale-callback (repeatable).
+    /// Fault to emulate: slot-leak, rx-pause, no-reuseaddr, early-ready, stale-callback,
+    /// abort-on-interleave (SIGABRT), hang-on-interleave (stops accepting and reading) (repeatable).
     #[arg(long = "fault")]
     pub faults: Vec<String>,
     /// Plain RFC 6455 echo on the WebSocket port (no ACIP).

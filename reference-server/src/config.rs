@@ -71,12 +71,27 @@ pub struct Faults {
     /// without the generation check. The tenant loses its slot while connected, the pool hands the slot to
     /// a second client, and the tenant's own release counts as a double release (`crate::slots`).
     pub stale_callback: bool,
+    /// A WebSocket data frame before the previous message's FIN aborts the whole process (SIGABRT), as
+    /// libwebsockets did at 087fa71 (ACIP-SPEC.md 8): a server that really crashes, for crash capture and
+    /// `harness check`. Process-wide: use it with the binary, not with an in-process server.
+    pub abort_on_interleave: bool,
+    /// A WebSocket data frame before the previous message's FIN makes the server hang: it stops accepting
+    /// and stops reading every connection (the process stays alive and keeps its sockets), as a deadlocked
+    /// event loop would. Shutdown still works.
+    pub hang_on_interleave: bool,
 }
 
 impl Faults {
     /// The CLI names, in the order [`Faults::enable`] accepts them.
-    pub const NAMES: &'static [&'static str] =
-        &["slot-leak", "rx-pause", "no-reuseaddr", "early-ready", "stale-callback"];
+    pub const NAMES: &'static [&'static str] = &[
+        "slot-leak",
+        "rx-pause",
+        "no-reuseaddr",
+        "early-ready",
+        "stale-callback",
+        "abort-on-interleave",
+        "hang-on-interleave",
+    ];
 
     /// Turns on the fault called `name` (a `--fault` value).
     pub fn enable(&mut self, name: &str) -> Result<(), String> {
@@ -86,6 +101,8 @@ impl Faults {
             "no-reuseaddr" => self.no_reuseaddr = true,
             "early-ready" => self.early_ready = true,
             "stale-callback" => self.stale_callback = true,
+            "abort-on-interleave" => self.abort_on_interleave = true,
+            "hang-on-interleave" => self.hang_on_interleave = true,
             other => return Err(format!("unknown fault {other:?} (known: {})", Faults::NAMES.join(", "))),
         }
         Ok(())
@@ -93,7 +110,15 @@ impl Faults {
 
     /// Names of the faults that are on.
     pub fn enabled(&self) -> Vec<&'static str> {
-        let on = [self.slot_leak, self.rx_pause, self.no_reuseaddr, self.early_ready, self.stale_callback];
+        let on = [
+            self.slot_leak,
+            self.rx_pause,
+            self.no_reuseaddr,
+            self.early_ready,
+            self.stale_callback,
+            self.abort_on_interleave,
+            self.hang_on_interleave,
+        ];
         Faults::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect()
     }
 }

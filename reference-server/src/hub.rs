@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub next_id: AtomicU64,
     pub started: Instant,
     pub shutdown: watch::Receiver<bool>,
+    /// `--fault hang-on-interleave` fired: nothing is accepted or read any more.
+    pub hung: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             started: Instant::now(),
             shutdown,
+            hung: watch::channel(false).0,
         }
     }
 

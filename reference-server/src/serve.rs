@@ -33,9 +33,13 @@ pub(crate) async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
+    let mut hung = shared.hung.subscribe();
     loop {
+        // `--fault hang-on-interleave`: once hung, nothing is accepted (clients pile up in the backlog).
+        let is_hung = *hung.borrow_and_update();
         tokio::select! {
-            r = listener.accept() => match r {
+            _ = hung.changed(), if !is_hung => {}
+            r = listener.accept(), if !is_hung => match r {
                 Ok((stream, peer)) => {
                     crate::listen::tune_accepted(&stream);
                     let (shared, crypto) = (shared.clone(), crypto.clone());
@@ -106,15 +110,19 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
     // When the first byte of the packet being assembled arrived.
     let mut first: Option<Instant> = None;
     let mut pacer = RxPacer::new(shared.config.faults.rx_pause);
+    let mut hung = shared.hung.subscribe();
     loop {
         pacer.before_read().await;
         let lim = pacer.limit(buf.len());
+        let is_hung = *hung.borrow_and_update();
         // The idle timer is armed per read, after every push (and after an rx-pause interval): it
         // measures only the wait for the peer's bytes, never the time the reader spent blocked on a full
         // receive queue (back-pressure is not peer silence; test
         // back_pressure_is_not_counted_as_peer_silence).
         let n = tokio::select! {
-            r = tokio::time::timeout(idle, r.read(&mut buf[..lim])) => match r {
+            // `--fault hang-on-interleave`: a hung server reads nothing, and times nothing out either.
+            _ = hung.changed(), if !is_hung => 0,
+            r = tokio::time::timeout(idle, r.read(&mut buf[..lim])), if !is_hung => match r {
                 Err(_) => return End::IdleTimeout(idle),
                 Ok(Ok(0)) if rx.is_at_boundary() => return End::Eof,
                 Ok(Ok(0)) => return End::EofMidPacket { buffered: rx.buffered() },

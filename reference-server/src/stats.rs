@@ -41,6 +41,9 @@ pub struct StatsSnapshot {
     pub per_connection: Vec<ConnectionSnapshot>,
     /// Faults switched on.
     pub faults: Vec<String>,
+    /// `--fault hang-on-interleave` fired: the server no longer accepts or reads.
+    #[serde(default)]
+    pub hung: bool,
 }
 
 /// One live connection.
@@ -90,5 +93,6 @@ pub(crate) fn snapshot(shared: &Shared) -> StatsSnapshot {
         stages: stages.snapshot(),
         per_connection,
         faults: shared.config.faults.enabled().iter().map(|s| s.to_string()).collect(),
+        hung: *shared.hung.borrow(),
     }
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use acip::conn::{Received, Receiver};
 use acip::stats::Stage;
-use acip::ws::{encode_frame, OpCode, ReassemblerConfig};
+use acip::ws::{encode_frame, OpCode, ReassemblerConfig, ReassemblyError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -128,6 +128,7 @@ async fn read_ws(
     rx.handle_bytes(&leftover);
     let idle = cfg.ws_idle_timeout;
     let mut pacer = RxPacer::new(cfg.faults.rx_pause);
+    let mut hung = shared.hung.subscribe();
     loop {
         let now = Instant::now();
         while let Some(item) = rx.poll(now) {
@@ -151,7 +152,17 @@ async fn read_ws(
                     tasks.outbox.close(1000, "bye").await;
                     return End::PeerClose(close.code_or_no_status());
                 }
-                Err(e) => return End::from_receive(e),
+                Err(e) => {
+                    if let acip::Error::Reassembly(ReassemblyError::DataFrameBeforeFin { .. }) = &e {
+                        interleave_fault(shared, &e);
+                        if *shared.hung.borrow() {
+                            // A hung server closes nothing: this connection just stops being read.
+                            crate::sync::until_true(&mut closing).await;
+                            return End::Closing;
+                        }
+                    }
+                    return End::from_receive(e);
+                }
             }
         }
         if !rx.is_at_boundary() {
@@ -160,11 +171,14 @@ async fn read_ws(
         // Under --fault rx-pause: the batch just handled was full, so stop reading for one interval.
         pacer.before_read().await;
         let lim = pacer.limit(buf.len());
-        let deadline = rx.poll_timeout();
+        let is_hung = *hung.borrow_and_update();
+        let deadline = if is_hung { None } else { rx.poll_timeout() };
         // Armed per read, after the pushes above: time blocked on a full receive queue is not counted as
         // peer silence (as in `read_tcp`).
         let n = tokio::select! {
-            res = tokio::time::timeout(idle, r.read(&mut buf[..lim])) => match res {
+            // `--fault hang-on-interleave`: a hung server reads nothing, and times nothing out either.
+            _ = hung.changed(), if !is_hung => 0,
+            res = tokio::time::timeout(idle, r.read(&mut buf[..lim])), if !is_hung => match res {
                 Err(_) => return End::IdleTimeout(idle),
                 Ok(Ok(0)) if rx.is_at_boundary() => return End::Eof,
                 Ok(Ok(0)) => return End::EofMidPacket { buffered: rx.buffered() },
@@ -184,6 +198,20 @@ async fn read_ws(
             first_byte.get_or_insert_with(Instant::now);
         }
         rx.handle_bytes(&buf[..n]);
+    }
+}
+
+/// The interleaving faults (a data frame before the previous message's FIN): `abort-on-interleave` kills
+/// the process with SIGABRT as libwebsockets did at 087fa71; `hang-on-interleave` makes the whole server
+/// stop accepting and reading.
+fn interleave_fault(shared: &Shared, e: &acip::Error) {
+    if shared.config.faults.abort_on_interleave {
+        eprintln!("reference-server: --fault abort-on-interleave: {e}: abort()");
+        std::process::abort();
+    }
+    if shared.config.faults.hang_on_interleave {
+        eprintln!("reference-server: --fault hang-on-interleave: {e}: no longer accepting or reading");
+        shared.hung.send_replace(true);
     }
 }
 

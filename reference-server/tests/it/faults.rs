@@ -246,3 +246,66 @@ async fn without_stale_callback_each_client_keeps_its_own_slot() {
     assert_eq!((after.double_releases, after.slots_in_use), (0, 0));
     assert_eq!(after.counters.errors.get("double_release"), None);
 }
+
+/// How long a hung server is given to answer (absence is asserted over a bounded wait).
+const SILENCE: Duration = Duration::from_millis(300);
+
+/// The interleaving of the fragment bug (ACIP-SPEC.md 8): a BINARY frame before the previous message's FIN.
+async fn interleave(p: &mut Peer) {
+    let b = pattern_frame(64, 48, 0).encode();
+    p.send_frame(acip::ws::OpCode::Binary, false, &b[..4096], true).await;
+    p.send_frame(acip::ws::OpCode::Binary, false, &b[..4096], true).await;
+}
+
+/// `--fault hang-on-interleave`: after the interleaving the server stays alive but answers nothing: a
+/// bystander's PING gets no PONG, a new client's upgrade gets no answer (the kernel still completes its
+/// TCP handshake into the backlog), and the interleaving connection is not closed. Shutdown still works.
+/// Without the fault the same interleaving is a 1002 close and the bystander is answered.
+#[tokio::test]
+async fn hang_on_interleave_stops_accepting_and_reading() {
+    for fault in [false, true] {
+        let server = server(|c| c.faults.hang_on_interleave = fault).await;
+        let ws = server.ws_addr().unwrap();
+        let (mut by, _) = Peer::ws(ws, Dialect::Feb, Some("acip")).await;
+        by.join(20, 5, 10).await;
+        let (mut bad, _) = Peer::ws(ws, Dialect::Feb, Some("acip")).await;
+        interleave(&mut bad).await;
+        if !fault {
+            let (closed, _) = bad.expect_close().await;
+            assert!(matches!(closed, Closed::Ws { code: 1002, .. }), "{closed:?}");
+            by.send(&acip::Packet::empty(PacketType::PING)).await;
+            by.recv_type(PacketType::PONG).await;
+        } else {
+            // The interleaving is seen (the fault fires in its reader) before the bystander asks.
+            assert!(server.wait_until(WAIT, |s| s.stats().hung).await, "the fault fired");
+            by.send(&acip::Packet::empty(PacketType::PING)).await;
+            let mut buf = [0u8; 64];
+            // Absence is asserted over a bounded wait: no byte at all arrives for the PING, ...
+            let answered = tokio::time::timeout(SILENCE, async {
+                loop {
+                    match tokio::io::AsyncReadExt::read(&mut by.stream, &mut buf).await {
+                        // ASCII frames rendered before the hang may still be written: only a PONG counts.
+                        Ok(n) if n > 0 && buf[..n].windows(2).any(|w| w == 5002u16.to_be_bytes()) => {
+                            return true
+                        }
+                        Ok(0) | Err(_) => return false,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await
+            .unwrap_or(false);
+            assert!(!answered, "a hung server answered a PING");
+            // ... and a new client's upgrade is never answered, though its TCP connect succeeds.
+            let mut fresh = tokio::net::TcpStream::connect(ws).await.expect("the backlog takes it");
+            tokio::io::AsyncWriteExt::write_all(&mut fresh, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let got =
+                tokio::time::timeout(SILENCE, tokio::io::AsyncReadExt::read(&mut fresh, &mut buf)).await;
+            assert!(got.is_err(), "a hung server answered /health: {got:?}");
+        }
+        drop((by, bad));
+        tokio::time::timeout(WAIT, server.shutdown()).await.expect("a hung server still shuts down");
+    }
+}

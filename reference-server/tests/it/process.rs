@@ -176,3 +176,38 @@ async fn time_wait_blocks_a_rebind_only_without_reuseaddr() {
     .expect("SO_REUSEADDR rebinds over TIME_WAIT");
     second.shutdown().await;
 }
+
+/// `--fault abort-on-interleave`: the binary dies by SIGABRT on a BINARY frame before the previous message's
+/// FIN (libwebsockets at 087fa71, ACIP-SPEC.md 8), naming the cause on stderr: a server that really crashes,
+/// for crash capture and `harness check`. The same frames without the fault close that client with 1002 and
+/// the server runs on.
+#[tokio::test]
+async fn abort_on_interleave_kills_the_process_with_sigabrt() {
+    use std::os::unix::process::ExitStatusExt;
+    for fault in [false, true] {
+        let mut args = vec!["--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"];
+        if fault {
+            args.extend(["--fault", "abort-on-interleave"]);
+        }
+        let mut child = spawn(&args);
+        let (_, ws) = ready(&mut child).await;
+        let (mut p, _) = Peer::ws(ws, Dialect::Feb, Some("acip")).await;
+        let b = pattern_frame(64, 48, 0).encode();
+        p.send_frame(acip::ws::OpCode::Binary, false, &b[..4096], true).await;
+        p.send_frame(acip::ws::OpCode::Binary, false, &b[..4096], true).await;
+        if fault {
+            let status = tokio::time::timeout(WAIT, child.wait()).await.expect("dies in time").unwrap();
+            assert_eq!(status.signal(), Some(6), "{status:?}");
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+            assert!(
+                err.contains("abort-on-interleave") && err.contains("before the previous message's FIN"),
+                "{err}"
+            );
+        } else {
+            let (closed, _) = p.expect_close().await;
+            assert!(matches!(closed, Closed::Ws { code: 1002, .. }), "{closed:?}");
+            assert_eq!(terminate(child).await, 0);
+        }
+    }
+}
