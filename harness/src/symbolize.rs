@@ -178,7 +178,12 @@ pub fn render_frame(f: &SymbolizedFrame) -> Vec<String> {
                 };
                 let inlined = if sf.inlined { " [inlined]" } else { "" };
                 let replaced = if p.warning.is_some() { " [object replaced?]" } else { "" };
-                format!("{addr} [{}] {name}{place}{inlined}{replaced}", object_name(&p.object))
+                let route = match &p.debug {
+                    resolve::DebugInfo::Embedded => "",
+                    resolve::DebugInfo::Debuglink { .. } => " {debuglink}",
+                    resolve::DebugInfo::BuildId { .. } => " {build-id}",
+                };
+                format!("{addr} [{}] {name}{place}{inlined}{replaced}{route}", object_name(&p.object))
             })
             .collect(),
         Outcome::Placed(p) => {

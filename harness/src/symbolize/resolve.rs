@@ -50,6 +50,19 @@ pub enum Via {
     BacktraceText,
 }
 
+/// Where the names of an object came from (issue 13: Debian's `-dbgsym` convention).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "route", rename_all = "snake_case")]
+pub enum DebugInfo {
+    /// DWARF (or at least the symbol table) inside the object itself.
+    Embedded,
+    /// A separate file named by the object's `.gnu_debuglink` (CRC checked), found beside it, in its
+    /// `.debug/` directory or under `/usr/lib/debug`.
+    Debuglink { file: String },
+    /// `/usr/lib/debug/.build-id/xx/rest.debug`, from the object's GNU build ID.
+    BuildId { file: String },
+}
+
 /// The address placed in one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Placement {
@@ -62,6 +75,8 @@ pub struct Placement {
     pub via: Via,
     /// Empty when neither DWARF nor a symbol table covers the address.
     pub frames: Vec<SourceFrame>,
+    /// Which file the names came from.
+    pub debug: DebugInfo,
     /// Set when the file on disk is not the one that was mapped (its inode differs from the maps
     /// line's): it was probably rebuilt since, and the names may be wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,6 +130,7 @@ struct ObjectInfo {
     segments: Vec<Segment>,
     /// Defined symbols by name (`.symtab` and `.dynsym`), for `func+0x10` backtrace text.
     symbols: HashMap<String, u64>,
+    debug: DebugInfo,
 }
 
 /// Resolves addresses, caching opened objects.
@@ -124,11 +140,18 @@ pub struct Symbolizer {
     pub base_dir: PathBuf,
     /// Look up `vaddr - 1` (the call instruction) rather than the return address itself.
     pub adjust_return_addresses: bool,
+    /// Root of separate debug files ([`DEBUG_ROOT`] unless a test points it elsewhere).
+    pub debug_root: PathBuf,
 }
 
 impl Symbolizer {
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
-        Symbolizer { objects: HashMap::new(), base_dir: base_dir.into(), adjust_return_addresses: true }
+        Symbolizer {
+            objects: HashMap::new(),
+            base_dir: base_dir.into(),
+            adjust_return_addresses: true,
+            debug_root: PathBuf::from(DEBUG_ROOT),
+        }
     }
 
     /// Symbolizes one address found in text, with or without a maps snapshot.
@@ -222,6 +245,7 @@ impl Symbolizer {
             vaddr,
             via: Via::Maps,
             frames,
+            debug: info.debug.clone(),
             warning,
         })
     }
@@ -239,7 +263,15 @@ impl Symbolizer {
         let vaddr = base.wrapping_add_signed(hint.offset);
         let frames = self.lookup(&info, vaddr);
         let object = path.display().to_string();
-        Ok(Placement { object, file_offset: None, vaddr, via: Via::BacktraceText, frames, warning: None })
+        Ok(Placement {
+            object,
+            file_offset: None,
+            vaddr,
+            via: Via::BacktraceText,
+            frames,
+            debug: info.debug.clone(),
+            warning: None,
+        })
     }
 
     fn lookup(&self, info: &ObjectInfo, vaddr: u64) -> Vec<SourceFrame> {
@@ -285,7 +317,7 @@ impl Symbolizer {
         if self.objects.len() >= MAX_OBJECTS {
             self.objects.clear();
         }
-        let r = open_object(path).map(Rc::new);
+        let r = open_object(path, &self.debug_root).map(Rc::new);
         self.objects.insert(path.to_path_buf(), r.clone());
         r
     }
@@ -295,7 +327,7 @@ fn failed(e: SymbolizeError) -> Outcome {
     Outcome::Failed { kind: e.kind(), error: e.to_string() }
 }
 
-fn open_object(path: &Path) -> Result<ObjectInfo, SymbolizeError> {
+fn open_object(path: &Path, debug_root: &Path) -> Result<ObjectInfo, SymbolizeError> {
     let shown = || path.display().to_string();
     let meta = std::fs::metadata(path)
         .map_err(|e| SymbolizeError::ObjectMissing { path: shown(), reason: e.to_string() })?;
@@ -330,9 +362,66 @@ fn open_object(path: &Path) -> Result<ObjectInfo, SymbolizeError> {
             }
         }
     }
-    let loader = addr2line::Loader::new(path)
+    // Stripped of DWARF: look for the separate debug file (build ID first, as gdb does, then debuglink).
+    let (names_from, debug) = match file.section_by_name(".debug_info") {
+        Some(_) => (path.to_path_buf(), DebugInfo::Embedded),
+        None => match separate_debug_file(path, &file, debug_root) {
+            Some((found, debug)) => {
+                // The debug file keeps the full symbol table the stripped object lost.
+                if let Ok(bytes) = std::fs::read(&found) {
+                    if let Ok(dbg) = object::File::parse(&*bytes) {
+                        for sym in dbg.symbols() {
+                            if sym.is_definition() {
+                                if let Ok(name) = sym.name() {
+                                    symbols.entry(name.to_owned()).or_insert(sym.address());
+                                }
+                            }
+                        }
+                    }
+                }
+                (found, debug)
+            }
+            None => (path.to_path_buf(), DebugInfo::Embedded),
+        },
+    };
+    let loader = addr2line::Loader::new(&names_from)
         .map_err(|e| SymbolizeError::ObjectUnreadable { path: shown(), reason: e.to_string() })?;
-    Ok(ObjectInfo { loader, inode: std::os::unix::fs::MetadataExt::ino(&meta), segments, symbols })
+    Ok(ObjectInfo { loader, inode: std::os::unix::fs::MetadataExt::ino(&meta), segments, symbols, debug })
+}
+
+/// Where separate debug files live (Debian's `-dbgsym` packages install under it).
+pub const DEBUG_ROOT: &str = "/usr/lib/debug";
+
+/// The separate debug file of a stripped object: `/usr/lib/debug/.build-id/xx/rest.debug` for its build ID,
+/// else the `.gnu_debuglink` name beside it, in `.debug/` beside it, or under `/usr/lib/debug/<its dir>`,
+/// accepted only when its CRC-32 matches the link's.
+fn separate_debug_file(
+    path: &Path,
+    file: &object::File<'_>,
+    debug_root: &Path,
+) -> Option<(PathBuf, DebugInfo)> {
+    if let Ok(Some(id)) = file.build_id() {
+        if id.len() >= 2 {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let candidate = debug_root.join(".build-id").join(&hex[..2]).join(format!("{}.debug", &hex[2..]));
+            if candidate.is_file() {
+                let file = candidate.display().to_string();
+                return Some((candidate, DebugInfo::BuildId { file }));
+            }
+        }
+    }
+    let (name, crc) = file.gnu_debuglink().ok().flatten()?;
+    let name = Path::new(std::str::from_utf8(name).ok()?);
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let rooted = debug_root.join(dir.strip_prefix("/").unwrap_or(dir));
+    [dir.join(name), dir.join(".debug").join(name), rooted.join(name)]
+        .into_iter()
+        .filter(|c| c.is_file() && c != path)
+        .find(|c| std::fs::read(c).is_ok_and(|bytes| crc32fast::hash(&bytes) == crc))
+        .map(|c| {
+            let file = c.display().to_string();
+            (c, DebugInfo::Debuglink { file })
+        })
 }
 
 #[cfg(test)]
@@ -361,6 +450,84 @@ mod tests {
         let frame = p.frames.last().unwrap();
         assert!(frame.file.as_deref().unwrap().ends_with("resolve.rs"), "{frame:?}");
         assert!(!frame.from_symbol_table);
+    }
+
+    /// Builds `prog` (with a GNU build ID and DWARF) in a fresh directory; `None` without a C toolchain.
+    fn stripped_program(name: &str) -> Option<(PathBuf, PathBuf)> {
+        let run = |dir: &Path, cmd: &str, args: &[&str]| {
+            std::process::Command::new(cmd).current_dir(dir).args(args).status().is_ok_and(|s| s.success())
+        };
+        let dir = std::env::temp_dir().join(format!("acip-debuginfo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("prog.c"),
+            "int twice(int x) {\n    return 2 * x;\n}\nint main(void) { return twice(1); }\n",
+        )
+        .unwrap();
+        if !run(&dir, "cc", &["-g", "-O0", "-Wl,--build-id", "-o", "prog", "prog.c"])
+            || !run(&dir, "objcopy", &["--only-keep-debug", "prog", "prog.debug"])
+            || !run(&dir, "strip", &["--strip-all", "prog"])
+        {
+            eprintln!("SKIP: cc/objcopy/strip unavailable");
+            return None;
+        }
+        Some((dir.clone(), dir.join("prog")))
+    }
+
+    /// `twice+4` in `prog`, as a backtrace would print it, symbolized with a fresh symbolizer over `root`.
+    fn twice(root: &Path, prog: &Path) -> Outcome {
+        let mut s = Symbolizer::new("/");
+        s.debug_root = root.to_path_buf();
+        let hint = TextHint { object: prog.display().to_string(), symbol: Some("twice".into()), offset: 4 };
+        s.symbolize(&RawFrame { addr: 0, hint: Some(hint), line: 1 }, None).outcome
+    }
+
+    fn placed(o: Outcome) -> Placement {
+        let Outcome::Placed(p) = o else { panic!("{o:?}") };
+        p
+    }
+
+    /// Issue 13, separate debug info: a stripped program whose `.gnu_debuglink` names a file beside it is
+    /// named with file and line from that file (its CRC is checked: a different file is not used), and one
+    /// whose build ID has a file under the debug root is named from there; each placement says the route.
+    #[test]
+    fn stripped_objects_are_named_from_their_separate_debug_files() {
+        let Some((dir, prog)) = stripped_program("link") else { return };
+        let no_root = dir.join("no-such-root");
+        // Stripped and unlinked: not even the symbol is known.
+        assert!(matches!(twice(&no_root, &prog), Outcome::Failed { kind: "unknown_symbol", .. }));
+        let ok = std::process::Command::new("objcopy")
+            .current_dir(&dir)
+            .args(["--add-gnu-debuglink=prog.debug", "prog"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok);
+        let p = placed(twice(&no_root, &prog));
+        assert_eq!(p.debug, DebugInfo::Debuglink { file: dir.join("prog.debug").display().to_string() });
+        let f = p.frames.last().unwrap();
+        assert!(f.function.as_deref() == Some("twice") && matches!(f.line, Some(1 | 2)), "{p:?}");
+        assert!(f.file.as_deref().unwrap().ends_with("prog.c"));
+        // A file of that name whose CRC-32 differs from the link's is not used.
+        let good = std::fs::read(dir.join("prog.debug")).unwrap();
+        std::fs::write(dir.join("prog.debug"), b"corrupted").unwrap();
+        assert!(matches!(twice(&no_root, &prog), Outcome::Failed { kind: "unknown_symbol", .. }));
+        std::fs::write(dir.join("prog.debug"), good).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let Some((dir, prog)) = stripped_program("buildid") else { return };
+        let bytes = std::fs::read(&prog).unwrap();
+        let id = object::File::parse(&*bytes).unwrap().build_id().unwrap().unwrap().to_vec();
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let root = dir.join("debug-root");
+        let at = root.join(".build-id").join(&hex[..2]);
+        std::fs::create_dir_all(&at).unwrap();
+        std::fs::rename(dir.join("prog.debug"), at.join(format!("{}.debug", &hex[2..]))).unwrap();
+        let p = placed(twice(&root, &prog));
+        assert!(matches!(&p.debug, DebugInfo::BuildId { file } if file.ends_with(".debug")), "{p:?}");
+        let f = p.frames.last().unwrap();
+        assert!(f.function.as_deref() == Some("twice") && matches!(f.line, Some(1 | 2)), "{p:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -214,7 +214,11 @@ fn assert_crash_frames(lines: &[String], fx: &Fixture, handler_mark: &str) {
         assert!(inlined.ends_with(&place), "expected {place} in {inlined:?}");
         let at = lines.iter().position(|l| l == inlined).unwrap();
         assert!(lines[at + 1].contains("[libcrash.so] crash_in_lib ("), "{lines:#?}");
-        assert!(lines.iter().any(|l| l.contains("[libc.so.6] abort")), "{lines:#?}");
+        // libc's abort is named: from its symbol table (`abort`), or, where Debian's libc6-dbg is
+        // installed, from its build-ID debug file (`__GI_abort`, with file and line).
+        let libc_abort =
+            |l: &&String| l.contains("[libc.so.6] abort") || l.contains("[libc.so.6] __GI_abort (");
+        assert!(lines.iter().any(|l| libc_abort(&l)), "{lines:#?}");
     }
 }
 
