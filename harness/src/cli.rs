@@ -63,6 +63,17 @@ pub enum Command {
   harness symbolize --pid 4242 0x5555555551a9 0x7ffff7a2d0b3
   harness symbolize --maps target/crash/maps.txt --log server.log --json")]
     Symbolize(symbolize::Args),
+    /// Internal: how `supervise` starts a traced child (stops itself, then execs the command).
+    #[command(
+        name = "__trace-exec",
+        hide = true,
+        after_help = "Examples:
+  harness __trace-exec -- ./server --port 27224"
+    )]
+    TraceExec {
+        #[arg(required = true, last = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 impl Cli {
@@ -77,6 +88,11 @@ impl Cli {
             Command::Report(a) => report::run(a),
             Command::Supervise(a) => supervise::run(a),
             Command::Symbolize(a) => symbolize::run(a),
+            Command::TraceExec { command } => {
+                let e = supervise::trace::trampoline(&command);
+                let shown = command.first().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+                Err(crate::Error::io(format!("starting {shown}"), e))
+            }
         }
     }
 }

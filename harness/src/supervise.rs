@@ -22,16 +22,19 @@
 //! non-zero (report written); 2 for bad arguments; 4 when the child could not be started or the report
 //! could not be written. The default output directory is `target/harness/supervise/<UTC time>-<pid>`.
 //!
-//! Not covered: if `harness supervise` itself is SIGKILLed the child is orphaned (setting a parent-death
-//! signal needs `pre_exec`, which is unsafe code, forbidden in this workspace).
+//! - The child runs under ptrace ([`trace`]): at a fatal signal it is held before it dies, its maps are
+//!   read and every thread is unwound from the unwind tables and symbolized (`threads` in the report,
+//!   crashing thread first), with no help from the program; then the signal is delivered. The child dies
+//!   with the supervisor (parent-death signal, set by the trampoline that execs it).
 
 pub mod report;
+pub mod trace;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -186,6 +189,19 @@ impl Shared {
         state.last = Some(snap);
     }
 
+    /// The maps read at the fatal signal, while the process was alive and stopped: they replace every
+    /// earlier snapshot.
+    fn keep_capture_maps(&self, text: &str) {
+        let mut state = self.maps.lock().expect("maps lock");
+        state.taken += 1;
+        state.last = Some(MapsSnapshot {
+            mappings: text.lines().filter(|l| !l.trim().is_empty()).count(),
+            text: text.to_string(),
+            taken_at_ms: ms(self.start.elapsed()),
+            reason: "fatal signal (ptrace)",
+        });
+    }
+
     fn push_line(&self, stream: &'static str, bytes: &[u8]) {
         if self.tail_len == 0 {
             return;
@@ -281,6 +297,29 @@ async fn pump(
     log.flush()
 }
 
+/// The program as `exec` would find it (a path, or the first executable of that name on `PATH`), so a
+/// missing program is an error here rather than in the traced child.
+fn resolve_program(program: &std::ffi::OsStr) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let path = PathBuf::from(program);
+    if path.components().count() > 1 || program.to_string_lossy().contains('/') {
+        return if executable(&path) {
+            Ok(path)
+        } else {
+            Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such executable file"))
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(&path))
+        .find(|p| executable(p))
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not found on PATH"))
+}
+
 /// Kills the child's process group when dropped, so no exit path (error, panic) leaves it running.
 struct GroupGuard(Option<Pid>);
 
@@ -332,18 +371,20 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
 
     let started_wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let start = Instant::now();
-    let mut child = tokio::process::Command::new(program)
-        .args(rest)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| crate::Error::io(format!("starting {}", program.to_string_lossy()), e))?;
-    let pid = child.id().expect("a just-spawned child has a pid");
+    // Under ptrace (see `trace`): the child is held at a fatal signal and captured from outside.
+    let starting = |e| crate::Error::io(format!("starting {}", program.to_string_lossy()), e);
+    let resolved = resolve_program(program).map_err(starting)?;
+    let command: Vec<OsString> =
+        std::iter::once(resolved.into_os_string()).chain(rest.iter().cloned()).collect();
+    let (spawned, ended_rx) = trace::spawn(&command).map_err(starting)?;
+    let pid = spawned.pid;
     let child_pid = Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"));
     let mut group = GroupGuard(Some(child_pid));
+    let child_stdout = tokio::process::ChildStdout::from_std(spawned.stdout)
+        .map_err(|e| crate::Error::io("child stdout", e))?;
+    let child_stderr = tokio::process::ChildStderr::from_std(spawned.stderr)
+        .map_err(|e| crate::Error::io("child stderr", e))?;
+    let mut ended = tokio::task::spawn_blocking(move || ended_rx.recv());
 
     let shared = Arc::new(Shared {
         pid,
@@ -354,20 +395,8 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     });
     shared.snapshot("start");
 
-    let out_pump = tokio::spawn(pump(
-        child.stdout.take().expect("stdout is piped"),
-        "stdout",
-        stdout_log,
-        !args.quiet,
-        shared.clone(),
-    ));
-    let err_pump = tokio::spawn(pump(
-        child.stderr.take().expect("stderr is piped"),
-        "stderr",
-        stderr_log,
-        !args.quiet,
-        shared.clone(),
-    ));
+    let out_pump = tokio::spawn(pump(child_stdout, "stdout", stdout_log, !args.quiet, shared.clone()));
+    let err_pump = tokio::spawn(pump(child_stderr, "stderr", stderr_log, !args.quiet, shared.clone()));
     let sampler = {
         let shared = shared.clone();
         let every = Duration::from_millis(args.maps_interval);
@@ -386,7 +415,10 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     let mut kill_at: Option<tokio::time::Instant> = None;
     let status = loop {
         let forward = tokio::select! {
-            status = child.wait() => break status.map_err(|e| crate::Error::io("waiting for the child", e))?,
+            r = &mut ended => match r {
+                Ok(Ok(end)) => break end,
+                _ => return Err(crate::Error::io("waiting for the child", std::io::Error::other("the tracer thread ended"))),
+            },
             _ = sigint.recv() => Signal::SIGINT,
             _ = sigterm.recv() => Signal::SIGTERM,
             _ = async { tokio::time::sleep_until(kill_at.expect("guarded")).await }, if kill_at.is_some() => {
@@ -422,6 +454,11 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
         }
     }
 
+    let trace::Ended { status, capture, traced } = status;
+    if let Some(c) = &capture {
+        // Read while the process was alive and stopped at its fatal signal: the best snapshot there is.
+        shared.keep_capture_maps(&c.maps);
+    }
     let exit = Exit::from_status(status);
     if exit.is_clean() {
         return Ok(Run { out_dir, exit, report: None });
@@ -476,6 +513,36 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     )
     .map_err(|e| crate::Error::io("reading the logs back", e))?;
     let summary = Summary::of(&frames.iter().map(|f| f.frame.clone()).collect::<Vec<_>>());
+    let threads: Vec<report::ThreadReport> = capture
+        .iter()
+        .flat_map(|c| c.threads.iter().map(move |t| (c.signal, t)))
+        .map(|(signal, t)| report::ThreadReport {
+            tid: t.tid,
+            name: t.name.clone(),
+            crashed: t.crashed,
+            signal: t.crashed.then(|| signal.as_str().to_string()),
+            frames: t
+                .pcs
+                .iter()
+                .enumerate()
+                .map(|(i, &addr)| {
+                    // The first address is the instruction itself; the others are return addresses.
+                    symbolizer.adjust_return_addresses = i > 0;
+                    symbolizer
+                        .symbolize(&crate::symbolize::RawFrame { addr, hint: None, line: 0 }, maps.as_ref())
+                })
+                .collect(),
+            note: t.note.clone(),
+        })
+        .collect();
+    symbolizer.adjust_return_addresses = true;
+    let capture_note = match (&traced, &capture) {
+        (Err(why), _) => Some(why.clone()),
+        (Ok(()), None) => {
+            Some("no fatal signal was seen (the child exited or was killed): no threads captured".into())
+        }
+        (Ok(()), Some(_)) => None,
+    };
     let tail = shared.tail.lock().expect("tail lock").iter().cloned().collect();
     let report = CrashReport {
         command: command_shown,
@@ -494,6 +561,8 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
         frames_dropped,
         summary,
         other_hex_values,
+        threads,
+        capture_note,
     };
     write("crash.json", &report.to_json())?;
     write("crash.md", &report.to_markdown())?;

@@ -111,6 +111,25 @@ pub struct CrashReport {
     /// Hex values in the output that no executable mapping holds and no backtrace text explains
     /// (usually data pointers); counted, not listed.
     pub other_hex_values: usize,
+    /// Every thread as captured from outside at the fatal signal (the crashing one first); empty when the
+    /// child did not die of a fatal signal or could not be traced (`capture_note` says why).
+    pub threads: Vec<ThreadReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_note: Option<String>,
+}
+
+/// One thread at the fatal signal: its frames from the instruction pointer outwards, symbolized.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadReport {
+    pub tid: u32,
+    pub name: String,
+    pub crashed: bool,
+    /// The fatal signal, on the crashing thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    pub frames: Vec<SymbolizedFrame>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Extracts the frames of the report from the two log files and symbolizes them with `maps`.
@@ -201,6 +220,30 @@ impl CrashReport {
                 String::new()
             }
         );
+        if !self.threads.is_empty() || self.capture_note.is_some() {
+            let _ = writeln!(md, "\n## Threads at the fatal signal, captured from outside\n");
+            if let Some(note) = &self.capture_note {
+                let _ = writeln!(md, "{note}\n");
+            }
+            for t in &self.threads {
+                let what = match (&t.signal, t.crashed) {
+                    (Some(sig), _) => format!(" (crashed: {sig})"),
+                    (None, true) => " (crashed)".to_string(),
+                    (None, false) => String::new(),
+                };
+                let _ = writeln!(md, "### Thread {} `{}`{what}\n\n```", t.tid, t.name);
+                for (i, f) in t.frames.iter().enumerate() {
+                    for line in symbolize::render_frame(f) {
+                        let _ = writeln!(md, "#{i:<3} {line}");
+                    }
+                }
+                if let Some(note) = &t.note {
+                    let _ = writeln!(md, "({note})");
+                }
+                let _ = writeln!(md, "```\n");
+            }
+            let _ = writeln!(md, "## Addresses the program printed itself\n");
+        }
         if self.frames.is_empty() {
             let _ = writeln!(md, "No backtrace addresses were found in the output.");
         } else {

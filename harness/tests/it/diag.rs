@@ -684,3 +684,116 @@ fn a_library_loaded_after_the_last_snapshot_is_placed_from_the_backtrace_text() 
     let via = lib_frame["outcome"]["via"].as_str().unwrap();
     assert!(via == "backtrace_text" || via == "maps", "{via}");
 }
+
+/// A program that calls into the library and aborts at once, printing nothing (no handler, no backtrace).
+const QUICK_C: &str = r#"typedef void (*hook_fn)(void);
+void crash_in_lib(hook_fn before_abort);
+static void call_into_lib(void) { crash_in_lib(0); } /* MARK:quick-call */
+int main(void) { call_into_lib(); return 0; } /* MARK:quick-main */
+"#;
+
+/// SIGSEGV in one thread while 8 others block on a pipe that never gets data.
+const THREADS_C: &str = r#"#include <pthread.h>
+#include <unistd.h>
+static int fds[2];
+static void *blocker(void *arg) { char c; (void)arg; read(fds[0], &c, 1); return 0; } /* MARK:blocker */
+static void *faulter(void *arg) { volatile int *p = (int *)arg; usleep(20000); *p = 1; return 0; } /* MARK:fault */
+int main(void) {
+    pthread_t t[9];
+    pipe(fds);
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], 0, blocker, 0);
+    pthread_create(&t[8], 0, faulter, 0);
+    pthread_join(t[8], 0);
+    return 0;
+}
+"#;
+
+fn build(fx: &Fixture, name: &str, source: &str, extra: &[&str]) -> PathBuf {
+    std::fs::write(fx.dir.join(format!("{name}.c")), source).unwrap();
+    let rpath = format!("-Wl,-rpath,{}", fx.dir.display());
+    let mut args = vec!["-g", "-O0", "-o", name];
+    let src = format!("{name}.c");
+    args.push(&src);
+    args.extend_from_slice(extra);
+    args.push(&rpath);
+    let out = Command::new("cc").current_dir(&fx.dir).args(&args).output().unwrap();
+    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+    fx.dir.join(name)
+}
+
+/// The threads of a crash report: (crashed, signal, frames as "function file:line").
+fn threads_of(report: &serde_json::Value) -> Vec<(bool, String, Vec<String>)> {
+    report["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let frames = t["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|f| f["outcome"]["frames"].as_array().cloned().unwrap_or_default())
+                .map(|sf| {
+                    let file = sf["file"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+                    format!(
+                        "{} {file}:{}",
+                        sf["function"].as_str().unwrap_or("??"),
+                        sf["line"].as_u64().unwrap_or(0)
+                    )
+                })
+                .collect();
+            (t["crashed"].as_bool().unwrap(), t["signal"].as_str().unwrap_or("").to_string(), frames)
+        })
+        .collect()
+}
+
+/// Issue 13: an abort inside a `.so` right after start, with no printing at all, is captured from outside:
+/// the crashing thread's frames are named with file and line in the library and in the executable.
+#[test]
+fn an_abort_with_no_printing_is_unwound_from_outside() {
+    let Some(fx) = fixture() else { return };
+    let exe = build(fx, "quick", QUICK_C, &["-L.", "-lcrash"]);
+    let out = scratch("quick-abort");
+    let run =
+        harness().args(["supervise", "--quiet", "--out"]).arg(&out).arg("--").arg(&exe).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
+    assert_eq!(report["exit"]["name"], "SIGABRT", "the real exit status");
+    let threads = threads_of(&report);
+    let (crashed, signal, frames) = &threads[0];
+    assert!(*crashed && signal == "SIGABRT", "{threads:?}");
+    let want = [
+        format!("crash_in_lib crash_lib.c:{}", line_of(LIB_C, "lib-abort")),
+        format!("call_into_lib quick.c:{}", line_of(QUICK_C, "quick-call")),
+        format!("main quick.c:{}", line_of(QUICK_C, "quick-main")),
+    ];
+    for w in &want {
+        assert!(frames.contains(w), "{w} missing from {frames:#?}");
+    }
+    let md = std::fs::read_to_string(out.join("crash.md")).unwrap();
+    assert!(md.contains("Threads at the fatal signal, captured from outside"), "{md}");
+}
+
+/// Issue 13: SIGSEGV in a non-main thread while 8 others block: every thread is reported, the crashing one
+/// first with its faulting function, the blocked ones inside their `read` called from `blocker`.
+#[test]
+fn a_segfault_in_one_thread_reports_every_thread() {
+    let Some(fx) = fixture() else { return };
+    let exe = build(fx, "threads", THREADS_C, &["-pthread"]);
+    let out = scratch("threads-segv");
+    let run =
+        harness().args(["supervise", "--quiet", "--out"]).arg(&out).arg("--").arg(&exe).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
+    assert_eq!(report["exit"]["name"], "SIGSEGV");
+    let threads = threads_of(&report);
+    assert_eq!(threads.len(), 10, "main + 8 blockers + the faulting thread: {threads:#?}");
+    let (crashed, signal, frames) = &threads[0];
+    assert!(*crashed && signal == "SIGSEGV", "{threads:#?}");
+    assert_eq!(frames[0], format!("faulter threads.c:{}", line_of(THREADS_C, "fault")), "{frames:#?}");
+    let blocker = format!("blocker threads.c:{}", line_of(THREADS_C, "blocker"));
+    let blocked = threads.iter().filter(|(c, _, f)| !c && f.contains(&blocker)).count();
+    assert_eq!(blocked, 8, "{threads:#?}");
+}
