@@ -79,6 +79,10 @@ pub struct Args {
     /// Do not echo the child's output.
     #[arg(long)]
     pub quiet: bool,
+    /// Once the child has run this long, snapshot every thread's stack without killing it (a hang):
+    /// `hang-N.md` / `hang-N.json`. A SIGQUIT to the supervisor takes one at any time.
+    #[arg(long, value_parser = acip::cli::parse_duration, value_name = "DURATION")]
+    pub hang_after: Option<Duration>,
     /// The command to run and its arguments (after `--`).
     #[arg(required = true, last = true)]
     pub command: Vec<OsString>,
@@ -297,6 +301,71 @@ async fn pump(
     log.flush()
 }
 
+/// Every thread of a capture, symbolized (the first address of each is the instruction itself, the others
+/// return addresses).
+fn thread_reports(
+    c: &trace::Capture,
+    symbolizer: &mut Symbolizer,
+    maps: Option<&Maps>,
+) -> Vec<report::ThreadReport> {
+    let reports = c
+        .threads
+        .iter()
+        .map(|t| report::ThreadReport {
+            tid: t.tid,
+            name: t.name.clone(),
+            crashed: t.crashed,
+            signal: t.crashed.then(|| c.signal.as_str().to_string()),
+            frames: t
+                .pcs
+                .iter()
+                .enumerate()
+                .map(|(i, &addr)| {
+                    symbolizer.adjust_return_addresses = i > 0;
+                    symbolizer.symbolize(&crate::symbolize::RawFrame { addr, hint: None, line: 0 }, maps)
+                })
+                .collect(),
+            note: t.note.clone(),
+        })
+        .collect();
+    symbolizer.adjust_return_addresses = true;
+    reports
+}
+
+/// A snapshot of the live child (`--hang-after`, SIGQUIT): written as `hang-N.md` / `hang-N.json`.
+async fn snapshot_live(
+    snapshots: &trace::Snapshots,
+    pid: u32,
+    out_dir: &std::path::Path,
+    files: &mut Vec<String>,
+) {
+    let s = snapshots.clone();
+    let Ok(Some(capture)) = tokio::task::spawn_blocking(move || s.take(Duration::from_secs(5))).await else {
+        eprintln!("harness supervise: could not snapshot the child (gone, or not traced)");
+        return;
+    };
+    let maps = Maps::parse(&capture.maps).ok();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| PathBuf::from("/"));
+    let mut symbolizer = Symbolizer::new(cwd);
+    let threads = thread_reports(&capture, &mut symbolizer, maps.as_ref());
+    let n = files.len() + 1;
+    let md = report::threads_markdown(&format!("Snapshot {n} of the live child (pid {pid})"), &threads, None);
+    let json = serde_json::to_string_pretty(&threads).unwrap_or_default();
+    let (md_name, json_name) = (format!("hang-{n}.md"), format!("hang-{n}.json"));
+    let written = std::fs::write(out_dir.join(&md_name), md)
+        .and_then(|()| std::fs::write(out_dir.join(&json_name), json));
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "harness supervise: snapshot of the live child in {}",
+                out_dir.join(&md_name).display()
+            );
+            files.push(md_name);
+        }
+        Err(e) => eprintln!("harness supervise: writing the snapshot: {e}"),
+    }
+}
+
 /// The program as `exec` would find it (a path, or the first executable of that name on `PATH`), so a
 /// missing program is an error here rather than in the traced child.
 fn resolve_program(program: &std::ffi::OsStr) -> std::io::Result<PathBuf> {
@@ -368,6 +437,7 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| crate::Error::io("installing SIGINT", e))?;
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| crate::Error::io("installing SIGTERM", e))?;
+    let mut sigquit = signal(SignalKind::quit()).map_err(|e| crate::Error::io("installing SIGQUIT", e))?;
 
     let started_wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let start = Instant::now();
@@ -385,6 +455,9 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     let child_stderr = tokio::process::ChildStderr::from_std(spawned.stderr)
         .map_err(|e| crate::Error::io("child stderr", e))?;
     let mut ended = tokio::task::spawn_blocking(move || ended_rx.recv());
+    let snapshots = spawned.snapshots.clone();
+    let mut hang_at = args.hang_after.map(|d| tokio::time::Instant::now() + d);
+    let mut hang_files: Vec<String> = Vec::new();
 
     let shared = Arc::new(Shared {
         pid,
@@ -421,6 +494,15 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
             },
             _ = sigint.recv() => Signal::SIGINT,
             _ = sigterm.recv() => Signal::SIGTERM,
+            _ = sigquit.recv() => {
+                snapshot_live(&snapshots, pid, &out_dir, &mut hang_files).await;
+                continue;
+            }
+            _ = async { tokio::time::sleep_until(hang_at.expect("guarded")).await }, if hang_at.is_some() => {
+                hang_at = None;
+                snapshot_live(&snapshots, pid, &out_dir, &mut hang_files).await;
+                continue;
+            }
             _ = async { tokio::time::sleep_until(kill_at.expect("guarded")).await }, if kill_at.is_some() => {
                 let _ = kill(child_pid, Signal::SIGKILL);
                 kill_at = None;
@@ -454,7 +536,11 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
         }
     }
 
-    let trace::Ended { status, capture, traced } = status;
+    let trace::Ended { status, capture, traced, children } = status;
+    let children: Vec<report::ChildExit> = children
+        .into_iter()
+        .map(|(pid, status)| report::ChildExit { pid, exit: Exit::from_status(status) })
+        .collect();
     if let Some(c) = &capture {
         // Read while the process was alive and stopped at its fatal signal: the best snapshot there is.
         shared.keep_capture_maps(&c.maps);
@@ -513,29 +599,8 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
     )
     .map_err(|e| crate::Error::io("reading the logs back", e))?;
     let summary = Summary::of(&frames.iter().map(|f| f.frame.clone()).collect::<Vec<_>>());
-    let threads: Vec<report::ThreadReport> = capture
-        .iter()
-        .flat_map(|c| c.threads.iter().map(move |t| (c.signal, t)))
-        .map(|(signal, t)| report::ThreadReport {
-            tid: t.tid,
-            name: t.name.clone(),
-            crashed: t.crashed,
-            signal: t.crashed.then(|| signal.as_str().to_string()),
-            frames: t
-                .pcs
-                .iter()
-                .enumerate()
-                .map(|(i, &addr)| {
-                    // The first address is the instruction itself; the others are return addresses.
-                    symbolizer.adjust_return_addresses = i > 0;
-                    symbolizer
-                        .symbolize(&crate::symbolize::RawFrame { addr, hint: None, line: 0 }, maps.as_ref())
-                })
-                .collect(),
-            note: t.note.clone(),
-        })
-        .collect();
-    symbolizer.adjust_return_addresses = true;
+    let threads =
+        capture.as_ref().map(|c| thread_reports(c, &mut symbolizer, maps.as_ref())).unwrap_or_default();
     let capture_note = match (&traced, &capture) {
         (Err(why), _) => Some(why.clone()),
         (Ok(()), None) => {
@@ -563,6 +628,8 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
         other_hex_values,
         threads,
         capture_note,
+        children,
+        hang_snapshots: hang_files,
     };
     write("crash.json", &report.to_json())?;
     write("crash.md", &report.to_markdown())?;

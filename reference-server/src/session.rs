@@ -129,6 +129,8 @@ struct SessionState {
     handshake_started: Instant,
     /// CRYPTO_AUTH_FAILED went out (counted once as `auth_failed`).
     auth_failed_sent: bool,
+    /// A packet arrived: a handshake that times out before any is a silent peer (`idle_timeout`).
+    received_any: bool,
     client: Option<Arc<ClientEntry>>,
     tracker: SequenceTracker,
 }
@@ -162,6 +164,7 @@ impl SessionState {
             acip: ServerConn::server(cc, now),
             handshake_started: now,
             auth_failed_sent: false,
+            received_any: false,
             client: None,
             tracker: SequenceTracker::new(),
         }
@@ -221,6 +224,16 @@ impl SessionState {
                     self.auth_failed_sent = true;
                     ctx.conn.count_error("auth_failed");
                 }
+                if !self.received_any && matches!(e, acip::crypto::HandshakeError::Timeout { .. }) {
+                    // Nothing ever arrived: the reader's idle timer and this one race to say so; the
+                    // answer is the same whichever fires first (ACIP-SPEC.md 1.4 (b)).
+                    let cfg = &ctx.shared.config;
+                    let idle = match self.transport {
+                        Transport::Tcp => cfg.tcp_idle_timeout,
+                        Transport::WebSocket => cfg.ws_idle_timeout,
+                    };
+                    return Err(End::IdleTimeout(idle));
+                }
                 return Err(End::Handshake(e.to_string()));
             }
             // TCP (ACIP-SPEC.md 1.4 (b)): a packet the session cannot use disconnects.
@@ -251,6 +264,7 @@ impl SessionState {
         // Handling holds the budget: the bytes are still in memory until the packet is stored or dropped.
         let _budget = budget;
         let t = packet.packet_type;
+        self.received_any = true;
         ctx.conn.count_rx(t, wire);
         let open = self.acip.state() == acip::conn::State::Open;
         let t0 = Instant::now();

@@ -116,6 +116,46 @@ pub struct CrashReport {
     pub threads: Vec<ThreadReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_note: Option<String>,
+    /// Processes the child forked, and how they ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildExit>,
+    /// Snapshots of the live child taken before it ended (`hang-N.md`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hang_snapshots: Vec<String>,
+}
+
+/// A process the child forked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildExit {
+    pub pid: u32,
+    pub exit: Exit,
+}
+
+/// A `##` section listing threads and their frames.
+pub fn threads_markdown(title: &str, threads: &[ThreadReport], note: Option<&str>) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "\n## {title}\n");
+    if let Some(note) = note {
+        let _ = writeln!(md, "{note}\n");
+    }
+    for t in threads {
+        let what = match (&t.signal, t.crashed) {
+            (Some(sig), _) => format!(" (crashed: {sig})"),
+            (None, true) => " (crashed)".to_string(),
+            (None, false) => String::new(),
+        };
+        let _ = writeln!(md, "### Thread {} `{}`{what}\n\n```", t.tid, t.name);
+        for (i, f) in t.frames.iter().enumerate() {
+            for line in symbolize::render_frame(f) {
+                let _ = writeln!(md, "#{i:<3} {line}");
+            }
+        }
+        if let Some(note) = &t.note {
+            let _ = writeln!(md, "({note})");
+        }
+        let _ = writeln!(md, "```\n");
+    }
+    md
 }
 
 /// One thread at the fatal signal: its frames from the instruction pointer outwards, symbolized.
@@ -221,28 +261,15 @@ impl CrashReport {
             }
         );
         if !self.threads.is_empty() || self.capture_note.is_some() {
-            let _ = writeln!(md, "\n## Threads at the fatal signal, captured from outside\n");
-            if let Some(note) = &self.capture_note {
-                let _ = writeln!(md, "{note}\n");
-            }
-            for t in &self.threads {
-                let what = match (&t.signal, t.crashed) {
-                    (Some(sig), _) => format!(" (crashed: {sig})"),
-                    (None, true) => " (crashed)".to_string(),
-                    (None, false) => String::new(),
-                };
-                let _ = writeln!(md, "### Thread {} `{}`{what}\n\n```", t.tid, t.name);
-                for (i, f) in t.frames.iter().enumerate() {
-                    for line in symbolize::render_frame(f) {
-                        let _ = writeln!(md, "#{i:<3} {line}");
-                    }
-                }
-                if let Some(note) = &t.note {
-                    let _ = writeln!(md, "({note})");
-                }
-                let _ = writeln!(md, "```\n");
-            }
+            let title = "Threads at the fatal signal, captured from outside";
+            md.push_str(&threads_markdown(title, &self.threads, self.capture_note.as_deref()));
             let _ = writeln!(md, "## Addresses the program printed itself\n");
+        }
+        for c in &self.children {
+            let _ = writeln!(md, "- Forked child {}: {}", c.pid, c.exit.describe());
+        }
+        if !self.hang_snapshots.is_empty() {
+            let _ = writeln!(md, "- Snapshots of the live child: {}", self.hang_snapshots.join(", "));
         }
         if self.frames.is_empty() {
             let _ = writeln!(md, "No backtrace addresses were found in the output.");

@@ -70,6 +70,8 @@ pub struct Capture {
 pub struct Ended {
     pub status: ExitStatus,
     pub capture: Option<Capture>,
+    /// Processes the child forked (traced too), with how each ended, in the order they ended.
+    pub children: Vec<(u32, ExitStatus)>,
     /// `false` when ptrace was refused and the child ran untraced (with the reason).
     pub traced: Result<(), String>,
 }
@@ -80,6 +82,26 @@ pub struct Spawned {
     pub pid: u32,
     pub stdout: ChildStdout,
     pub stderr: ChildStderr,
+    /// Asks the tracer for a snapshot of the live child ([`Snapshots::take`]).
+    pub snapshots: Snapshots,
+}
+
+/// Snapshots of a live, traced child: every thread unwound without killing it (a hang).
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    pid: Pid,
+    requests: mpsc::Sender<mpsc::SyncSender<Capture>>,
+}
+
+impl Snapshots {
+    /// Stops the child for a moment, unwinds every thread and lets it go on. The tracer is woken by a
+    /// SIGSTOP it then swallows. `None` if the child is gone or did not stop within `wait`.
+    pub fn take(&self, wait: std::time::Duration) -> Option<Capture> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.requests.send(tx).ok()?;
+        kill(self.pid, Signal::SIGSTOP).ok()?;
+        rx.recv_timeout(wait).ok()
+    }
 }
 
 /// The trampoline, run in the child (`harness __trace-exec -- CMD ARGS`): dies with its parent, stops
@@ -101,6 +123,7 @@ pub fn spawn(command: &[OsString]) -> std::io::Result<(Spawned, mpsc::Receiver<E
     let command = command.to_vec();
     let (started_tx, started_rx) = mpsc::sync_channel(1);
     let (ended_tx, ended_rx) = mpsc::sync_channel(1);
+    let (requests, requests_rx) = mpsc::channel();
     std::thread::Builder::new().name("harness-tracer".into()).spawn(move || {
         let child = Command::new(exe)
             .arg(TRAMPOLINE)
@@ -125,8 +148,9 @@ pub fn spawn(command: &[OsString]) -> std::io::Result<(Spawned, mpsc::Receiver<E
         let pid = child.id();
         // The child is reaped below with waitpid; `child` is never waited on (dropping it does not wait).
         drop(child);
-        let _ = started_tx.send(Ok(Spawned { pid, stdout, stderr }));
-        let _ = ended_tx.send(trace(Pid::from_raw(pid as i32)));
+        let snapshots = Snapshots { pid: Pid::from_raw(pid as i32), requests };
+        let _ = started_tx.send(Ok(Spawned { pid, stdout, stderr, snapshots }));
+        let _ = ended_tx.send(trace(Pid::from_raw(pid as i32), &requests_rx));
     })?;
     let spawned = started_rx.recv().map_err(|_| std::io::Error::other("the tracer thread ended"))??;
     Ok((spawned, ended_rx))
@@ -143,7 +167,7 @@ fn raw_status(status: WaitStatus) -> Option<ExitStatus> {
 }
 
 /// Follows the child from its self-stop to its end.
-fn trace(pid: Pid) -> Ended {
+fn trace(pid: Pid, requests: &mpsc::Receiver<mpsc::SyncSender<Capture>>) -> Ended {
     // 1. The trampoline stops itself before exec (or fails to start at all).
     loop {
         match waitpid(pid, Some(WaitPidFlag::WUNTRACED)) {
@@ -153,6 +177,7 @@ fn trace(pid: Pid) -> Ended {
                     return Ended {
                         status,
                         capture: None,
+                        children: Vec::new(),
                         traced: Err("the child ended before exec".into()),
                     };
                 }
@@ -162,7 +187,11 @@ fn trace(pid: Pid) -> Ended {
         }
     }
     // 2. Seize it, then let it go.
-    let options = Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_TRACEEXEC | Options::PTRACE_O_EXITKILL;
+    let options = Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_EXITKILL;
     let traced = ptrace::seize(pid, options).map_err(|e| format!("ptrace refused ({e}): captured nothing"));
     let _ = kill(pid, Signal::SIGCONT);
     if traced.is_err() {
@@ -170,7 +199,7 @@ fn trace(pid: Pid) -> Ended {
             match waitpid(pid, None) {
                 Ok(s) => {
                     if let Some(status) = raw_status(s) {
-                        return Ended { status, capture: None, traced };
+                        return Ended { status, capture: None, children: Vec::new(), traced };
                     }
                 }
                 Err(Errno::EINTR) => {}
@@ -180,20 +209,43 @@ fn trace(pid: Pid) -> Ended {
     }
     // 3. Every stop of every thread of the child comes here.
     let mut capture: Option<Capture> = None;
+    let mut forked: std::collections::BTreeSet<Pid> = std::collections::BTreeSet::new();
+    let mut children = Vec::new();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
             Ok(s @ (WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _))) if p == pid => {
                 let status = raw_status(s).unwrap_or(ExitStatus::from_raw(0));
-                return Ended { status, capture, traced };
+                return Ended { status, capture, children, traced };
+            }
+            Ok(s @ (WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _))) if forked.remove(&p) => {
+                if let Some(status) = raw_status(s) {
+                    children.push((p.as_raw() as u32, status));
+                }
             }
             Ok(WaitStatus::Stopped(tid, sig)) => {
-                if FATAL.contains(&sig) && capture.is_none() {
-                    capture = Some(capture_process(pid, tid, sig));
+                let ours = std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists();
+                if sig == Signal::SIGSTOP && ours {
+                    if let Ok(reply) = requests.try_recv() {
+                        // A snapshot was asked for: the SIGSTOP was only the doorbell.
+                        let _ = reply.send(capture_process(pid, tid, sig, false));
+                        let _ = ptrace::cont(tid, None);
+                        continue;
+                    }
+                }
+                if FATAL.contains(&sig) && capture.is_none() && ours {
+                    capture = Some(capture_process(pid, tid, sig, true));
                 }
                 // Deliver the signal: a fatal one then ends the process with its real status.
                 let _ = ptrace::cont(tid, sig);
             }
-            Ok(WaitStatus::PtraceEvent(tid, _, _)) => {
+            Ok(WaitStatus::PtraceEvent(tid, _, event)) => {
+                let fork =
+                    [ptrace::Event::PTRACE_EVENT_FORK as i32, ptrace::Event::PTRACE_EVENT_VFORK as i32];
+                if fork.contains(&event) {
+                    if let Ok(child) = ptrace::getevent(tid) {
+                        forked.insert(Pid::from_raw(child as i32));
+                    }
+                }
                 let _ = ptrace::cont(tid, None);
             }
             Ok(_) => {}
@@ -207,13 +259,14 @@ fn lost(e: Errno) -> Ended {
     Ended {
         status: ExitStatus::from_raw(0xff << 8),
         capture: None,
+        children: Vec::new(),
         traced: Err(format!("waiting for the child: {e}")),
     }
 }
 
 /// Stops every thread of `pid` (the crashing one, `crashed`, is already stopped), reads maps, registers
 /// and frame-pointer chains, and lets the other threads go on.
-fn capture_process(pid: Pid, crashed: Pid, signal: Signal) -> Capture {
+fn capture_process(pid: Pid, crashed: Pid, signal: Signal, fatal: bool) -> Capture {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let mem = File::open(format!("/proc/{pid}/mem")).ok();
     let mut tids: Vec<Pid> = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -251,7 +304,8 @@ fn capture_process(pid: Pid, crashed: Pid, signal: Signal) -> Capture {
         let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
             .map(|s| s.trim_end().to_string())
             .unwrap_or_default();
-        threads.push(ThreadCapture { tid: tid.as_raw() as u32, name, crashed: is_crashed, pcs, note });
+        let crashed = is_crashed && fatal;
+        threads.push(ThreadCapture { tid: tid.as_raw() as u32, name, crashed, pcs, note });
     }
     for (tid, sig) in resume {
         let _ = ptrace::cont(tid, sig);

@@ -797,3 +797,85 @@ fn a_segfault_in_one_thread_reports_every_thread() {
     let blocked = threads.iter().filter(|(c, _, f)| !c && f.contains(&blocker)).count();
     assert_eq!(blocked, 8, "{threads:#?}");
 }
+
+/// Three threads blocked on a pipe and a main thread joining them: a hang.
+const HANG_C: &str = r#"#include <pthread.h>
+#include <unistd.h>
+static int fds[2];
+static void *blocker(void *arg) { char c; (void)arg; read(fds[0], &c, 1); return 0; } /* MARK:hang-read */
+int main(void) {
+    pthread_t t[3];
+    pipe(fds);
+    for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, blocker, 0);
+    pthread_join(t[0], 0); /* MARK:hang-join */
+    return 0;
+}
+"#;
+
+/// Forks a child that exits 3, waits for it, then aborts.
+const FORK_C: &str = r#"#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void) {
+    pid_t p = fork();
+    if (p == 0) _exit(3);
+    waitpid(p, 0, 0);
+    abort();
+}
+"#;
+
+/// Issue 13: `--hang-after` snapshots every thread of a live process without killing it: the blocked
+/// threads are inside `read` called from `blocker`, main is in `pthread_join`; the child runs on until the
+/// supervisor is told to stop.
+#[test]
+fn a_hang_is_snapshotted_without_killing_the_child() {
+    use std::io::BufRead;
+    let Some(fx) = fixture() else { return };
+    let exe = build(fx, "hang", HANG_C, &["-pthread"]);
+    let out = scratch("hang");
+    let mut sup = harness()
+        .args(["supervise", "--quiet", "--hang-after", "300ms", "--out"])
+        .arg(&out)
+        .arg("--")
+        .arg(&exe)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(sup.stderr.take().unwrap()).lines();
+    // The supervisor says when the snapshot is written: that line is the signal to go on.
+    let said = lines.by_ref().map_while(Result::ok).find(|l| l.contains("snapshot of the live child"));
+    assert!(said.is_some(), "no snapshot line");
+    let pid = sup.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = sup.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the child was killed by the forwarded SIGTERM, not before");
+    let snap: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("hang-1.json")).unwrap()).unwrap();
+    let threads = threads_of(&serde_json::json!({ "threads": snap }));
+    assert_eq!(threads.len(), 4, "{threads:#?}");
+    assert!(threads.iter().all(|(crashed, _, _)| !crashed));
+    let read = format!("blocker hang.c:{}", line_of(HANG_C, "hang-read"));
+    assert_eq!(threads.iter().filter(|(_, _, f)| f.contains(&read)).count(), 3, "{threads:#?}");
+    let join = format!("main hang.c:{}", line_of(HANG_C, "hang-join"));
+    assert!(threads.iter().any(|(_, _, f)| f.contains(&join)), "{threads:#?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
+    assert_eq!(report["hang_snapshots"][0], "hang-1.md");
+}
+
+/// Issue 13: processes the child forks are reported with how they ended.
+#[test]
+fn a_forked_childs_exit_is_reported() {
+    let Some(fx) = fixture() else { return };
+    let exe = build(fx, "forker", FORK_C, &[]);
+    let out = scratch("fork");
+    let run =
+        harness().args(["supervise", "--quiet", "--out"]).arg(&out).arg("--").arg(&exe).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
+    assert_eq!(report["exit"]["name"], "SIGABRT");
+    let children = report["children"].as_array().expect("children reported");
+    assert_eq!(children.len(), 1, "{children:?}");
+    assert_eq!(children[0]["exit"]["code"], 3, "{children:?}");
+}
