@@ -879,3 +879,37 @@ fn a_forked_childs_exit_is_reported() {
     assert_eq!(children.len(), 1, "{children:?}");
     assert_eq!(children[0]["exit"]["code"], 3, "{children:?}");
 }
+
+/// Issue 13: a stripped executable with a `.gnu_debuglink` file beside it, captured from outside: its frames
+/// are named with file and line from the debug file, and say so.
+#[test]
+fn a_stripped_executable_is_named_from_its_debuglink_file() {
+    let Some(fx) = fixture() else { return };
+    let exe = build(fx, "stripped", QUICK_C, &["-L.", "-lcrash"]);
+    let tool = |args: &[&str]| {
+        let ok =
+            Command::new(args[0]).current_dir(&fx.dir).args(&args[1..]).status().is_ok_and(|s| s.success());
+        assert!(ok, "{args:?}");
+    };
+    tool(&["objcopy", "--only-keep-debug", "stripped", "stripped.debug"]);
+    tool(&["strip", "--strip-all", "stripped"]);
+    tool(&["objcopy", "--add-gnu-debuglink=stripped.debug", "stripped"]);
+    let out = scratch("stripped");
+    let run =
+        harness().args(["supervise", "--quiet", "--out"]).arg(&out).arg("--").arg(&exe).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", text(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
+    let (_, _, frames) = &threads_of(&report)[0];
+    let main = format!("main stripped.c:{}", line_of(QUICK_C, "quick-main"));
+    assert!(frames.contains(&main), "{frames:#?}");
+    let routes: Vec<String> = report["threads"][0]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["outcome"]["object"].as_str().is_some_and(|o| o.ends_with("/stripped")))
+        .map(|f| f["outcome"]["debug"]["route"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(!routes.is_empty() && routes.iter().all(|r| r == "debuglink"), "{routes:?}");
+    assert!(std::fs::read_to_string(out.join("crash.md")).unwrap().contains("{debuglink}"));
+}
