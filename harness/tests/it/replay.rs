@@ -678,3 +678,54 @@ fn websocket_details_are_reported() {
     let clean = dissect_file(&repo().join("corpus/captures/synthetic_ws_57_fragments.pcap"));
     assert_eq!(clean.flows[0].websocket.as_ref().and_then(|h| h.accept_valid), Some(true));
 }
+
+/// A `feb` message that holds two writers' interleaved records (both headers, then the payloads) fails its
+/// CRC as one packet; like a byte stream, both records are recovered from inside it with valid CRCs.
+#[test]
+fn interleaved_records_inside_one_feb_message_are_recovered() {
+    use harness::capture::{Dir, SyntheticSession};
+    let at = |ms: u64| Duration::from_secs(1_700_000_000) + Duration::from_millis(ms);
+    let mut s = SyntheticSession::new(
+        "127.0.0.1:40003".parse().expect("address"),
+        "127.0.0.1:27226".parse().expect("address"),
+        at(0),
+    );
+    s.send(
+        at(1),
+        Dir::ClientToServer,
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    s.send(
+        at(2),
+        Dir::ServerToClient,
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+    );
+    let a = acip::Packet::new(acip::PacketType::ENCRYPTED, vec![1u8; 70]).encode();
+    let b = acip::Packet::new(acip::PacketType::ENCRYPTED, vec![2u8; 50]).encode();
+    let message = [&a[..22], &b[..22], &b[22..], &a[22..]].concat();
+    let mut frame = Vec::new();
+    acip::ws::encode_frame(acip::ws::OpCode::Binary, true, None, &message, &mut frame);
+    s.send(at(3), Dir::ServerToClient, &frame);
+    s.close(at(4), Dir::ServerToClient);
+    let d = dissect(
+        "feb-interleaved",
+        &sessions_to_pcap(&[&s], SyntheticLink::Ethernet),
+        &DissectConfig::default(),
+    )
+    .expect("capture");
+    let f = &d.flows[0];
+    let crc = anomalies(f, AnomalyKind::CrcMismatch);
+    assert_eq!(crc.len(), 1, "{:?}", f.anomalies);
+    assert!(
+        crc[0].contains(
+            "recovered inside the message with valid CRCs: ENCRYPTED(1200) @+0, ENCRYPTED(1200) @+22"
+        ),
+        "{}",
+        crc[0]
+    );
+    let down = &f.server_to_client;
+    assert_eq!(down.by_type["ENCRYPTED(1200)"].count, 2, "{:?}", down.by_type);
+    assert_eq!(down.packets, 2, "the damaged whole is not counted beside its parts");
+}

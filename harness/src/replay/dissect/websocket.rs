@@ -422,6 +422,11 @@ impl FlowState {
         let crc = match header.check_crc(&payload) {
             Ok(()) => CrcStatus::Ok,
             Err(e) => {
+                // The same treatment as a byte stream: valid packets inside the damaged message (two
+                // writers' records interleaved in one message, or a packet after junk) are recovered and
+                // stand for it; otherwise the damaged packet is reported as it is.
+                let recovered = self.recover_in_message(ctx, dir, at, msg_at, data);
+                let detail = format!("{e}{recovered}");
                 self.anomaly(
                     ctx,
                     at.ts,
@@ -429,8 +434,11 @@ impl FlowState {
                     dir,
                     Some(msg_at.offset),
                     AnomalyKind::CrcMismatch,
-                    e.to_string(),
+                    detail,
                 );
+                if !recovered.is_empty() {
+                    return;
+                }
                 CrcStatus::Bad
             }
         };
