@@ -53,10 +53,12 @@ pub enum Command {
   harness report render target/harness/soak/20261203T120000Z-1
   harness report compare reports/baseline/soak-ws-16 target/new --max-regression p99=10%")]
     Report(report::Args),
-    /// Run a system under test and write a crash report if it dies.
+    /// Run a system under test under ptrace; if it dies, unwind every thread from outside and write a crash
+    /// report (SIGQUIT or --hang-after snapshots a live one).
     #[command(after_help = "Examples:
   harness supervise --out target/crash -- ./ascii-chat server --port 27224
-  harness supervise -- cargo run -p reference-server -- --fault stale-callback")]
+  harness supervise -- cargo run -p reference-server -- --fault stale-callback
+  harness supervise --hang-after 30s -- ./ascii-chat server --port 27224")]
     Supervise(supervise::Args),
     /// Turn raw backtrace addresses into object, function, file and line.
     #[command(after_help = "Examples:
