@@ -24,7 +24,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   harness soak --clients 64 --duration 30s
   harness soak --clients 8 --encrypt --transport tcp --duration 10s --seed 1
-  harness soak --clients 16 --target ws://127.0.0.1:27226 --dialect head --duration 20s")]
+  harness soak --clients 16 --target ws://127.0.0.1:27226 --dialect head --duration 20s
+  harness soak --clients 64 --target ws://server:27226 --seed 42 --shard 0/4 --wait-start http://gate:8080/start?shard=0")]
     Soak(soak::Args),
     /// Dissect pcap/pcapng captures of ACIP, flag anomalies, and replay them against a live server.
     #[command(after_help = "Examples:
@@ -48,11 +49,18 @@ pub enum Command {
   harness conformance ws://127.0.0.1:27226
   harness conformance tcp://127.0.0.1:27224 --dialect head --encrypting-server --cases 1.1,2.1 --json")]
     Conformance(conformance::Args),
-    /// Render or compare reports.
+    /// Render, compare or merge reports.
     #[command(after_help = "Examples:
   harness report render target/harness/soak/20261203T120000Z-1
-  harness report compare reports/baseline/soak-ws-16 target/new --max-regression p99=10%")]
+  harness report compare reports/baseline/soak-ws-16 target/new --max-regression p99=10%
+  harness report merge shard-0 shard-1 shard-2 shard-3 --out merged")]
     Report(report::Args),
+    /// The start gate of a sharded soak: holds every `harness soak --wait-start` until released (by
+    /// POST /release, or once --expect shards wait), then gives them all one start instant.
+    #[command(after_help = "Examples:
+  harness start-gate --listen 0.0.0.0:8080 --expect 4
+  harness start-gate --listen 127.0.0.1:0 --lead 5s   # then: curl -X POST http://ADDR/release")]
+    StartGate(soak::gate::Args),
     /// Run a system under test under ptrace; if it dies, unwind every thread from outside and write a crash
     /// report (SIGQUIT or --hang-after snapshots a live one).
     #[command(after_help = "Examples:
@@ -87,7 +95,8 @@ impl Cli {
             Command::Dissector(a) => dissector::run(a),
             Command::Repro(a) => repro::run(a),
             Command::Conformance(a) => conformance::run(a),
-            Command::Report(a) => report::run(a),
+            Command::Report(a) => report::run(a, soak::merge::run),
+            Command::StartGate(a) => soak::gate::run(a),
             Command::Supervise(a) => supervise::run(a),
             Command::Symbolize(a) => symbolize::run(a),
             Command::TraceExec { command } => {

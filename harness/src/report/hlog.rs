@@ -78,6 +78,70 @@ impl HlogWriter {
     }
 }
 
+/// Largest interval log [`read_log`] reads.
+pub const MAX_HLOG_BYTES: u64 = 256 * 1024 * 1024;
+
+/// One interval of a log, on the wall clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogInterval {
+    pub tag: String,
+    /// Start of the interval (the log's BaseTime plus its start timestamp).
+    pub start: SystemTime,
+    pub length: Duration,
+    pub histogram: Histogram<u64>,
+}
+
+/// An interval log as read back: its BaseTime and its intervals in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    pub base: SystemTime,
+    pub intervals: Vec<LogInterval>,
+}
+
+/// Reads an interval log written by [`HlogWriter`] (or any log with a BaseTime or StartTime and tagged
+/// intervals); untagged intervals get the tag `""`. Errors name what is wrong and where.
+pub fn read_log(path: &Path) -> Result<Log, String> {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+
+    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if size > MAX_HLOG_BYTES {
+        return Err(format!("{size} bytes: over the {MAX_HLOG_BYTES}-byte limit of an interval log"));
+    }
+    let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut base = None;
+    let mut start_time = None;
+    let mut raw = Vec::new();
+    for (n, entry) in IntervalLogIterator::new(&text).enumerate() {
+        match entry.map_err(|e| format!("entry {}: {e:?}", n + 1))? {
+            LogEntry::BaseTime(t) => base = Some(t),
+            LogEntry::StartTime(t) => start_time = Some(t),
+            LogEntry::Interval(i) => raw.push((
+                i.tag().map_or(String::new(), |t| t.as_str().to_string()),
+                i.start_timestamp(),
+                i.duration(),
+                i.encoded_histogram().to_string(),
+            )),
+        }
+    }
+    let base = base.or(start_time).ok_or("no BaseTime or StartTime: interval times cannot be placed")?;
+    let mut de = Deserializer::new();
+    let mut intervals = Vec::with_capacity(raw.len());
+    for (n, (tag, start, length, encoded)) in raw.into_iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_bytes())
+            .map_err(|e| format!("interval {} ({tag}): not base64: {e}", n + 1))?;
+        let h: Histogram<u64> = de
+            .deserialize(&mut &bytes[..])
+            .map_err(|e| format!("interval {} ({tag}): not a histogram: {e:?}", n + 1))?;
+        let mut histogram = new_histogram();
+        histogram.add(&h).map_err(|e| format!("interval {} ({tag}): {e:?}", n + 1))?;
+        intervals.push(LogInterval { tag, start: SystemTime::UNIX_EPOCH + base + start, length, histogram });
+    }
+    Ok(Log { base: SystemTime::UNIX_EPOCH + base, intervals })
+}
+
 /// Cumulative histograms per stage, with interval logging.
 pub struct IntervalRecorder {
     cumulative: BTreeMap<String, Histogram<u64>>,
@@ -225,6 +289,36 @@ mod tests {
                 ("server_handler".into(), Duration::from_secs(2), 1, 43),
             ]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn logs_read_back_as_written() {
+        let dir = std::env::temp_dir().join(format!("hlog-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.hlog");
+        let start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let mut w = HlogWriter::create(&path, start, &[]).unwrap();
+        let mut h = new_histogram();
+        h.record_n(700, 3).unwrap();
+        h.record(HIGHEST_US * 2).unwrap(); // beyond the initial range: the histogram grew
+        w.write("end_to_end", Duration::from_millis(1500), Duration::from_secs(1), &h).unwrap();
+        w.finish().unwrap();
+        let log = read_log(&path).unwrap();
+        assert_eq!(log.base, start);
+        assert_eq!(log.intervals.len(), 1);
+        let i = &log.intervals[0];
+        assert_eq!(
+            (i.tag.as_str(), i.start, i.length),
+            ("end_to_end", start + Duration::from_millis(1500), Duration::from_secs(1))
+        );
+        assert_eq!(i.histogram, h);
+
+        std::fs::write(&path, "#[BaseTime: 1.000 (seconds since epoch)]\nTag=x,0.0,1.0,1.0,!!!notbase64\n")
+            .unwrap();
+        assert!(read_log(&path).unwrap_err().contains("interval 1 (x)"), "{:?}", read_log(&path));
+        std::fs::write(&path, "").unwrap();
+        assert!(read_log(&path).unwrap_err().contains("no BaseTime"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -67,13 +67,35 @@ pub enum Command {
         #[arg(long)]
         allow_behind: bool,
     },
+    /// Merge the report directories of a sharded soak (`harness soak --shard I/N`) into one report of
+    /// the whole run: histograms summed interval by interval, counters and series added, verdict on the
+    /// union. Refuses shards of different runs, a missing shard and a shard given twice.
+    #[command(after_help = "Examples:
+  harness report merge shard-0 shard-1 shard-2 shard-3 --out merged
+  harness report merge /reports/shard-* --out /reports/merged --json")]
+    Merge {
+        /// The shards' report directories (every shard 0..N-1 once, any order).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Directory of the merged report (report.json, stages.hlog, summary.md, report.html).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Print the merged report.json on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+/// Merges a sharded soak's reports (`report merge`): given by the caller, so that the report module does
+/// not depend on the soak whose verdict it re-judges.
+pub type MergeFn = fn(&[PathBuf], &Path, bool) -> crate::Result<ExitCode>;
 
 /// The default absolute noise floor of `compare` (see README, "Regression thresholds").
 pub const DEFAULT_NOISE_FLOOR_US: u64 = 200;
 
-pub fn run(args: Args) -> crate::Result<ExitCode> {
+pub fn run(args: Args, merge: MergeFn) -> crate::Result<ExitCode> {
     match args.command {
+        Command::Merge { dirs, out, json } => merge(&dirs, &out, json),
         Command::Render { dir } => {
             let (dir, report) = read(&dir)?;
             render_dir(&dir, &report)?;

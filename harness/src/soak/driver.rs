@@ -15,7 +15,7 @@ use super::assemble::{self, wire_frame_bytes, SLOT_RELEASE_LIMIT};
 use super::embedded::{Embedded, ServerSample};
 use super::progress::{Progress, Tick};
 use super::schedule::{self, ChurnEvent, Schedule};
-use super::{memory, raw_tcp, Args, Baseline};
+use super::{gate, memory, raw_tcp, shard, Args, Baseline, StartRule};
 use crate::report::hlog::IntervalRecorder;
 use crate::report::{Report, Series};
 
@@ -32,6 +32,8 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 const CONNECT_CONCURRENCY: usize = 16;
 /// Example messages kept per error kind (the counts are complete; the texts are samples).
 const ERROR_EXAMPLES: usize = 1;
+/// How long a shard waits at its start gate (`--wait-start`) before giving up.
+pub const START_WAIT_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 pub use acip::stats::{StageRow, REPORT_STAGES as STAGES};
 
@@ -192,13 +194,14 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
 
     // Connect every client first (bounded concurrency), then start the common schedule.
     let period = schedule::period(f64::from(args.fps));
+    // The whole run's schedules and churn plan, of which a shard keeps its own clients' (by global index).
     let schedules = schedule::schedules(seed, args.clients, period);
     let churn = schedule::churn_plan(seed, args.clients, args.duration, args.churn);
-    let mut clients = Vec::with_capacity(args.clients as usize);
-    for chunk_start in (0..args.clients).step_by(CONNECT_CONCURRENCY) {
-        let chunk_end = (chunk_start + CONNECT_CONCURRENCY as u32).min(args.clients);
+    let mine = args.shard().clients(args.clients);
+    let mut clients = Vec::with_capacity(mine.len());
+    for chunk in mine.chunks(CONNECT_CONCURRENCY) {
         let mut pending = Vec::new();
-        for i in chunk_start..chunk_end {
+        for &i in chunk {
             let c = client_config(&cfg, i, 0);
             let (creds, obs) = (creds.clone(), observer.clone());
             pending.push(tokio::spawn(async move {
@@ -220,21 +223,35 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
         }
     }
 
-    let t0 = Instant::now() + START_LEAD;
-    let t0_unix_us = unix_us(SystemTime::now()) + START_LEAD.as_micros() as u64;
+    // The common start: now (plus a lead), a given instant, or the start gate's answer.
+    let start_ms = match args.start_rule() {
+        StartRule::Now => None,
+        StartRule::At(ms) => Some(ms),
+        StartRule::Gate(url) => Some(gate::wait_start(&url, START_WAIT_LIMIT).await?),
+    };
+    let (t0, t0_unix_us) = match start_ms {
+        None => (Instant::now() + START_LEAD, unix_us(SystemTime::now()) + START_LEAD.as_micros() as u64),
+        Some(ms) => {
+            let wait = shard::until_start(ms, SystemTime::now()).map_err(crate::Error::Usage)?;
+            (Instant::now() + wait, ms * 1000)
+        }
+    };
+    if let Some(ms) = start_ms {
+        report.settings.insert("schedule_start_unix_ms".into(), ms.to_string());
+    }
     let (close_tx, close_rx) = watch::channel(false);
     let mut tasks = Vec::with_capacity(clients.len());
-    for (i, client) in clients.into_iter().enumerate() {
-        let mine: Vec<Duration> =
-            churn.iter().filter(|e: &&ChurnEvent| e.client == i as u32).map(|e| e.at).collect();
+    for (&i, client) in mine.iter().zip(clients) {
+        let my_churn: Vec<Duration> =
+            churn.iter().filter(|e: &&ChurnEvent| e.client == i).map(|e| e.at).collect();
         let job = ClientJob {
-            index: i as u32,
+            index: i,
             config: cfg.clone(),
             creds: creds.clone(),
             observer: observer.clone(),
             live: live.clone(),
-            schedule: schedules[i],
-            churn: mine,
+            schedule: schedules[i as usize],
+            churn: my_churn,
             t0,
             t0_unix_us,
             duration: args.duration,
@@ -373,17 +390,27 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
         series: series.into_series(),
         peak_rss_bytes: memory::peak_rss_bytes(),
     };
-    let report = assemble::assemble(report, records, args);
+    let report = assemble::assemble(report, records, &local_args(args));
     Ok(report)
 }
 
 use super::Transport;
 
-fn title(args: &Args) -> String {
+/// The arguments as this process ran them: a shard judges its load by its own share of the clients.
+pub fn local_args(args: &Args) -> Args {
+    let mut a = args.clone();
+    a.clients = args.local_clients();
+    a
+}
+
+pub(crate) fn title(args: &Args) -> String {
     let (w, h) = args.frame;
+    let clients = match args.shard {
+        Some(s) => format!("shard {s} ({} of {} clients)", args.local_clients(), args.clients),
+        None => format!("{} clients", args.clients),
+    };
     format!(
-        "soak: {} clients × {w}x{h} @ {} fps over {}{}",
-        args.clients,
+        "soak: {clients} × {w}x{h} @ {} fps over {}{}",
         args.fps,
         match (&args.target, args.transport) {
             (Some(t), _) => t.clone(),
@@ -420,6 +447,9 @@ fn settings(args: &Args, seed: u64) -> BTreeMap<String, String> {
     s.insert("server".into(), if args.target.is_some() { "external".into() } else { "embedded".into() });
     if !args.faults.is_empty() {
         s.insert("faults".into(), args.faults.join(","));
+    }
+    if let Some(shard) = args.shard {
+        s.insert("shard".into(), shard.to_string());
     }
     s
 }

@@ -4,11 +4,14 @@
 pub mod assemble;
 pub mod driver;
 pub mod embedded;
+pub mod gate;
 pub mod load;
 pub mod memory;
+pub mod merge;
 pub mod progress;
 pub mod raw_tcp;
 pub mod schedule;
+pub mod shard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,9 +82,54 @@ pub struct Args {
     /// early-ready); repeatable.
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<String>,
+    /// Run shard I of N (0-based) of this run: the clients i with i % N == I, with the start offsets,
+    /// reconnects and handshake seeds they have in the unsharded run of the same --seed. Merge the N
+    /// report directories with `harness report merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<shard::Shard>,
+    /// Begin the schedule at this wall-clock instant (UNIX milliseconds), after connecting the clients: the
+    /// common start of all shards.
+    #[arg(long, value_name = "UNIX_MS", conflicts_with = "wait_start")]
+    pub start_at: Option<u64>,
+    /// After connecting the clients, ask this start gate (`harness start-gate`) for the common start and
+    /// begin then, e.g. http://gate:8080/start?shard=0.
+    #[arg(long, value_name = "URL")]
+    pub wait_start: Option<gate::HttpUrl>,
+}
+
+impl Args {
+    /// When this run begins its schedule.
+    pub fn start_rule(&self) -> StartRule {
+        match (&self.start_at, &self.wait_start) {
+            (Some(ms), _) => StartRule::At(*ms),
+            (None, Some(url)) => StartRule::Gate(url.clone()),
+            (None, None) => StartRule::Now,
+        }
+    }
+
+    /// This run's shard (the whole run when not sharded).
+    pub fn shard(&self) -> shard::Shard {
+        self.shard.unwrap_or(shard::Shard::WHOLE)
+    }
+
+    /// How many clients this process runs (its shard's share of --clients).
+    pub fn local_clients(&self) -> u32 {
+        self.shard().clients(self.clients).len() as u32
+    }
 }
 
 pub use acip::Transport;
+
+/// When a run begins its schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartRule {
+    /// As soon as its clients are connected (plus a short lead): the unsharded default.
+    Now,
+    /// At this wall-clock instant, UNIX milliseconds (`--start-at`).
+    At(u64),
+    /// At the instant a start gate answers (`--wait-start URL`).
+    Gate(gate::HttpUrl),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DialectArg {
@@ -111,6 +159,12 @@ pub fn parse_frame(s: &str) -> Result<(u16, u16), String> {
 }
 
 pub fn run(args: Args) -> crate::Result<ExitCode> {
+    if args.shard.is_some() && args.baseline.is_some() {
+        return Err(crate::Error::Usage(
+            "--baseline raw-tcp is not sharded: run the baseline once, unsharded, beside the merged report"
+                .into(),
+        ));
+    }
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let seed = args.seed.unwrap_or_else(rand::random);
     let out = match &args.out {

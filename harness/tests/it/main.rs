@@ -8,5 +8,6 @@ mod docs;
 mod replay;
 mod report;
 mod repro;
+mod shard;
 mod soak;
 mod unreachable;
