@@ -59,7 +59,8 @@ pub enum Command {
     /// POST /release, or once --expect shards wait), then gives them all one start instant.
     #[command(after_help = "Examples:
   harness start-gate --listen 0.0.0.0:8080 --expect 4
-  harness start-gate --listen 127.0.0.1:0 --lead 5s   # then: curl -X POST http://ADDR/release")]
+  harness start-gate --listen 127.0.0.1:0 --lead 5s
+Release by hand with: curl -X POST http://ADDR/release")]
     StartGate(soak::gate::Args),
     /// Run a system under test under ptrace; if it dies, unwind every thread from outside and write a crash
     /// report (SIGQUIT or --hang-after snapshots a live one).
