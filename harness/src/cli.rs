@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{conformance, dissector, replay, report, repro, soak, supervise, symbolize};
+use crate::{check, conformance, dissector, replay, report, repro, soak, supervise, symbolize};
 
 /// Exit codes, as `harness --help` prints them (README, "Exit codes").
 pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 a verdict failed; 2 usage; 3 bad input file; 4 I/O; \
@@ -27,6 +27,13 @@ pub enum Command {
   harness soak --clients 16 --target ws://127.0.0.1:27226 --dialect head --duration 20s
   harness soak --clients 64 --target ws://server:27226 --seed 42 --shard 0/4 --wait-start http://gate:8080/start?shard=0")]
     Soak(soak::Args),
+    /// Diagnose a server build: run the suites against it under supervise, attribute each crash to the
+    /// case that caused it (with a backtrace), restart it, detect hangs, and give one verdict.
+    #[command(after_help = "Examples:
+  harness check --server 'reference-server --tcp 127.0.0.1:27224 --ws 127.0.0.1:27226' --target ws://127.0.0.1:27226
+  harness check --server './ascii-chat server --port 27224' --target ws://127.0.0.1:27226 --rerun-crashers 3 --junit check.xml
+  harness check --server 'reference-server --fault abort-on-interleave' --target ws://127.0.0.1:27226 --suites conformance --cases 2")]
+    Check(check::Args),
     /// Dissect pcap/pcapng captures of ACIP, flag anomalies, and replay them against a live server.
     #[command(after_help = "Examples:
   harness replay corpus/captures/old087fa71_ws_fragment_sigabrt.pcap --timeline
@@ -74,6 +81,18 @@ Release by hand with: curl -X POST http://ADDR/release")]
   harness symbolize --pid 4242 0x5555555551a9 0x7ffff7a2d0b3
   harness symbolize --maps target/crash/maps.txt --log server.log --json")]
     Symbolize(symbolize::Args),
+    /// Internal: the reference server itself (the same program as the `reference-server` binary), so that
+    /// tests of `check` can start it as a child process from this executable.
+    #[command(
+        name = "__reference-server",
+        hide = true,
+        after_help = "Examples:
+  harness __reference-server -- --tcp off --ws 127.0.0.1:27226"
+    )]
+    ReferenceServer {
+        #[arg(last = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Internal: how `supervise` starts a traced child (stops itself, then execs the command).
     #[command(
         name = "__trace-exec",
@@ -92,6 +111,7 @@ impl Cli {
     pub fn run(self) -> crate::Result<std::process::ExitCode> {
         match self.command {
             Command::Soak(a) => soak::run(a),
+            Command::Check(a) => check::run(a),
             Command::Replay(a) => replay::run(a),
             Command::Dissector(a) => dissector::run(a),
             Command::Repro(a) => repro::run(a),
@@ -100,6 +120,13 @@ impl Cli {
             Command::StartGate(a) => soak::gate::run(a),
             Command::Supervise(a) => supervise::run(a),
             Command::Symbolize(a) => symbolize::run(a),
+            Command::ReferenceServer { args } => {
+                let argv = std::iter::once(std::ffi::OsString::from("reference-server")).chain(args);
+                match <reference_server::cli::Args as clap::Parser>::try_parse_from(argv) {
+                    Ok(a) => Ok(reference_server::cli::main_with(a)),
+                    Err(e) => Err(crate::Error::Usage(e.to_string())),
+                }
+            }
             Command::TraceExec { command } => {
                 let e = supervise::trace::trampoline(&command);
                 let shown = command.first().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();

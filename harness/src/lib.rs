@@ -2,6 +2,7 @@
 //! with an `Args` struct and a `run` function; measurement is kept apart from reporting (`report`).
 
 pub mod capture;
+pub mod check;
 pub mod cli;
 pub mod conformance;
 pub mod dissector;

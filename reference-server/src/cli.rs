@@ -119,3 +119,44 @@ pub fn config(args: Args) -> Result<ServerConfig, ServerError> {
     c.rng_seed = args.seed;
     Ok(c)
 }
+
+/// The whole program of `reference-server`: starts the server, prints the READY line once every listener
+/// accepts, and runs until SIGINT/SIGTERM; returns the documented exit code. In the library so that
+/// other binaries (`harness check` tests) can run exactly this server as a child process.
+pub fn main_with(args: Args) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reference-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(crate::exit_code::NETWORK as u8);
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reference-server: {e}");
+            std::process::ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+async fn serve(args: Args) -> Result<(), ServerError> {
+    use std::io::Write;
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed before READY: a supervisor may send SIGTERM the moment it reads the line, and a signal
+    // arriving before its handler would kill the process instead of shutting it down cleanly.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let server = crate::start(config(args)?).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", server.ready_line())?;
+        out.flush()?;
+    }
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,7 +1,9 @@
 //! Real-socket and end-to-end tests of the `harness` binary and library (one test binary, one module per
 //! subcommand).
 
+mod check;
 mod conformance;
+mod deploy;
 mod diag;
 mod dissector;
 mod docs;
