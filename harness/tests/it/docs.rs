@@ -101,7 +101,9 @@ fn is_placeholder(w: &str) -> bool {
 }
 
 fn parse(prog: Program, args: &str) -> Result<(), String> {
-    let argv: Vec<&str> = args.split_whitespace().collect();
+    // As a shell splits it (`--server 'CMD ARGS'` is one argument).
+    let words = shlex::split(args).ok_or_else(|| format!("unbalanced quotes in {args:?}"))?;
+    let argv: Vec<&str> = words.iter().map(String::as_str).collect();
     let r = match prog {
         Program::Harness => {
             harness::cli::Cli::try_parse_from(std::iter::once("harness").chain(argv)).map(drop)
