@@ -31,6 +31,8 @@ pub const RESTART_ATTEMPTS: u32 = 3;
 pub const LOG_LINES_PER_UNIT: usize = 20;
 /// How long a server that stopped answering a probe is given to be seen exiting before it counts as hung.
 const REAP_WAIT: Duration = Duration::from_millis(500);
+/// How long units still running when the server died are given to notice and finish (for their wire record).
+const WIRE_WAIT: Duration = Duration::from_secs(5);
 /// How long a server whose listener is gone is given to end (supervise unwinds and symbolizes every
 /// thread before it lets the fatal signal through) before it counts as hung.
 const CAPTURE_WAIT: Duration = Duration::from_secs(60);
@@ -167,6 +169,8 @@ pub struct UnitResult {
     pub hang_snapshot: Option<PathBuf>,
     /// The server's log lines while the unit ran.
     pub log: Vec<String>,
+    /// The unit's last wire events (what it sent and received), when known.
+    pub wire: Option<String>,
     pub server_generation: u32,
 }
 
@@ -274,9 +278,15 @@ impl Checker {
             }
         }));
         // The units, or the server's death, whichever first.
+        let mut work = Box::pin(work);
         let (done, died) = tokio::select! {
-            d = work => (Some(d), None),
+            d = &mut work => (Some(d), None),
             e = server.wait_ended() => (None, Some(e)),
+        };
+        // After a death the units see their connections end: their wire records are the crash's last events.
+        let done = match done {
+            None => tokio::time::timeout(WIRE_WAIT, work).await.ok(),
+            d => d,
         };
         // A crash can follow a unit's last bytes: the probe both gives it time to show and finds a hang.
         let (died, unanswered) = match died {
@@ -289,7 +299,7 @@ impl Checker {
                     // capturing it): wait for its report; otherwise give it a moment to be reaped.
                     None if unanswered.is_some() => {
                         let refused = unanswered.as_deref().is_some_and(|e| e.contains("refused"));
-                        let wait = if refused { CAPTURE_WAIT } else { REAP_WAIT };
+                        let wait = if refused || server.being_captured() { CAPTURE_WAIT } else { REAP_WAIT };
                         tokio::time::timeout(wait, server.wait_ended()).await.ok()
                     }
                     None => None,
@@ -340,6 +350,7 @@ impl Checker {
                     crash: died.as_ref().filter(|e| e.crashed).map(crash_of),
                     hang_snapshot: snapshot.clone(),
                     log: log.clone(),
+                    wire: done.as_ref().and_then(|d| d[i].0.as_ref().ok()).and_then(|d| d.wire.clone()),
                     server_generation: generation,
                 }
             })
@@ -394,6 +405,7 @@ fn not_run(u: &Unit, why: &str) -> UnitResult {
         crash: None,
         hang_snapshot: None,
         log: Vec::new(),
+        wire: None,
         server_generation: 0,
     }
 }

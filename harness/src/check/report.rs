@@ -94,6 +94,7 @@ pub fn build(run: &CheckRun, args: &Args, argv: Vec<String>, baseline: Option<&R
                         },
                         c.report_dir.join("crash.md").display().to_string(),
                         c.backtrace.join("\n"),
+                        u.wire.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect(),

@@ -219,6 +219,16 @@ impl Server {
         Ended { how: how.unwrap_or_else(|| "exit 0".into()), crashed, dir: self.dir.clone(), backtrace }
     }
 
+    /// Is the server held by supervise at a fatal signal (a process under it in ptrace's "tracing stop")?
+    /// Then it is being captured, not hung: its report is coming.
+    pub fn being_captured(&self) -> bool {
+        descendants(self.pid).iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|st| {
+                st.lines().any(|l| l.starts_with("State:") && l.contains("t (tracing stop)"))
+            })
+        })
+    }
+
     /// Is the server still answering? A connection to every target (and the WebSocket upgrade) within
     /// `timeout`.
     pub async fn probe(&self, targets: &[TargetUrl], timeout: Duration) -> Result<(), String> {
@@ -319,6 +329,25 @@ pub async fn probe_all(targets: &[TargetUrl], timeout: Duration) -> Result<(), S
 /// The harness peer's target for a URL (resolving its host).
 pub fn peer_target(t: &TargetUrl) -> Result<reference_client::Target, String> {
     t.to_string().parse::<reference_client::Target>().map_err(|e| format!("{t}: {e}"))
+}
+
+/// Every process under `pid` (from /proc/PID/task/TID/children), at most a few hundred.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        for t in tasks.flatten() {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for k in kids.split_whitespace().filter_map(|k| k.parse::<u32>().ok()) {
+                if out.len() < 512 && !out.contains(&k) {
+                    out.push(k);
+                    todo.push(k);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn hang_files(dir: &Path) -> Vec<PathBuf> {

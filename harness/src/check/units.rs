@@ -72,6 +72,8 @@ pub struct Done {
     pub detail: String,
     /// The unit's own report directory, if it wrote one.
     pub report: Option<PathBuf>,
+    /// What went over the wire (a conformance case's sent and received summary), when known.
+    pub wire: Option<String>,
 }
 
 /// Lists the units of `suites` for `targets` (conformance cases filtered by `cases`).
@@ -133,7 +135,9 @@ pub async fn run(unit: &Unit, s: &UnitSettings) -> Done {
         Work::Conformance { case, target } => {
             let t = match conformance::Target::parse(&target.to_string(), s.dialect, s.encrypting_server) {
                 Ok(t) => t,
-                Err(e) => return Done { passed: false, detail: format!("target: {e}"), report: None },
+                Err(e) => {
+                    return Done { passed: false, detail: format!("target: {e}"), report: None, wire: None }
+                }
             };
             let r = conformance::runner::run_case(case, &t, &s.params, s.seed).await;
             let passed = r.behaviour != Behaviour::Failed && r.behaviour_close != "FAILED";
@@ -141,6 +145,7 @@ pub async fn run(unit: &Unit, s: &UnitSettings) -> Done {
                 passed,
                 detail: format!("{} (close {}): {}", r.behaviour, r.behaviour_close, r.detail),
                 report: None,
+                wire: Some(format!("sent: {}; received: {}", r.sent, r.received)),
             }
         }
         Work::Repro { scenario, target } => {
@@ -159,7 +164,7 @@ pub async fn run(unit: &Unit, s: &UnitSettings) -> Done {
             } else {
                 failed.join("; ")
             };
-            Done { passed: o.passed(), detail, report: None }
+            Done { passed: o.passed(), detail, report: None, wire: None }
         }
         Work::Soak { target } => soak(target, s).await,
     }
@@ -179,10 +184,17 @@ async fn soak(target: &TargetUrl, s: &UnitSettings) -> Done {
     let args = match crate::cli::Cli::try_parse_from(&argv).map(|c| c.command) {
         Ok(crate::cli::Command::Soak(a)) => a,
         Ok(_) => unreachable!("the argv names soak"),
-        Err(e) => return Done { passed: false, detail: format!("soak arguments: {e}"), report: None },
+        Err(e) => {
+            return Done { passed: false, detail: format!("soak arguments: {e}"), report: None, wire: None }
+        }
     };
     if let Err(e) = std::fs::create_dir_all(&out) {
-        return Done { passed: false, detail: format!("creating {}: {e}", out.display()), report: None };
+        return Done {
+            passed: false,
+            detail: format!("creating {}: {e}", out.display()),
+            report: None,
+            wire: None,
+        };
     }
     let setup = crate::soak::driver::RunSetup {
         seed: s.seed,
@@ -202,9 +214,9 @@ async fn soak(target: &TargetUrl, s: &UnitSettings) -> Done {
             } else {
                 report.verdict.reasons.join("; ")
             };
-            Done { passed: report.verdict.passed, detail, report: Some(out) }
+            Done { passed: report.verdict.passed, detail, report: Some(out), wire: None }
         }
-        Err(e) => Done { passed: false, detail: e.to_string(), report: Some(out) },
+        Err(e) => Done { passed: false, detail: e.to_string(), report: Some(out), wire: None },
     }
 }
 

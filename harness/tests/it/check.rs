@@ -126,6 +126,8 @@ fn a_crash_is_attributed_to_its_case_the_server_restarted_and_the_rest_still_run
     // The backtrace captured from outside: the crashing thread, through abort, into the server's code.
     assert!(row[4].contains("(crashed: SIGABRT)") && row[4].contains("abort"), "{}", row[4]);
     assert!(Path::new(&row[3]).exists(), "crash report {}", row[3]);
+    // The case's last wire events: the BINARY frame that arrived before the previous message's FIN.
+    assert!(row[5].contains("BINARY fin=0") && row[5].contains("EOF"), "{}", row[5]);
     // Started once, restarted after the crash, and once for each of the two reruns.
     assert!(r.counters["server_starts"] >= 4, "{:?}", r.counters);
     assert_eq!(r.counters["crash"], 1);
