@@ -223,9 +223,8 @@ impl Server {
     /// Then it is being captured, not hung: its report is coming.
     pub fn being_captured(&self) -> bool {
         descendants(self.pid).iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|st| {
-                st.lines().any(|l| l.starts_with("State:") && l.contains("t (tracing stop)"))
-            })
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|st| st.lines().any(|l| l.starts_with("State:") && l.contains("t (tracing stop)")))
         })
     }
 
