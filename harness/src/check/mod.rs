@@ -55,8 +55,11 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_parser = acip::cli::parse_duration)]
     pub ready_timeout: Duration,
     /// Suites to run, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "conformance,repro,soak")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "conformance,repro,soak,replay")]
     pub suites: Vec<Suite>,
+    /// The captures the replay suite replays (every .pcap/.pcapng there; none when absent).
+    #[arg(long, default_value = "corpus/captures", value_name = "DIR")]
+    pub captures: PathBuf,
     /// ACIP dialect of the server.
     #[arg(long, default_value = "feb")]
     pub dialect: Dialect,
@@ -298,8 +301,13 @@ impl Checker {
                     // Not answering: dying or hung. Nothing listening means dying (supervise is still
                     // capturing it): wait for its report; otherwise give it a moment to be reaped.
                     None if unanswered.is_some() => {
-                        let refused = unanswered.as_deref().is_some_and(|e| e.contains("refused"));
-                        let wait = if refused || server.being_captured() { CAPTURE_WAIT } else { REAP_WAIT };
+                        // Refused, reset or closed: its sockets are going away with it.
+                        let gone = unanswered.as_deref().is_some_and(|e| {
+                            ["refused", "reset", "closed", "broken pipe"]
+                                .iter()
+                                .any(|w| e.to_lowercase().contains(w))
+                        });
+                        let wait = if gone || server.dying() { CAPTURE_WAIT } else { REAP_WAIT };
                         tokio::time::timeout(wait, server.wait_ended()).await.ok()
                     }
                     None => None,
@@ -422,7 +430,8 @@ pub async fn check(args: &Args, out: &std::path::Path) -> crate::Result<CheckRun
         Some(r) => Some(regex::Regex::new(r).map_err(|e| crate::Error::Usage(format!("--ready-line: {e}")))?),
         None => None,
     };
-    let units = units::plan(&args.suites, &args.targets, args.cases.as_deref());
+    let units =
+        units::plan(&args.suites, &args.targets, args.cases.as_deref(), &units::captures(&args.captures));
     if units.is_empty() {
         return Err(crate::Error::Usage(format!("no unit matches --cases {:?}", args.cases)));
     }

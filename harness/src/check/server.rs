@@ -219,13 +219,19 @@ impl Server {
         Ended { how: how.unwrap_or_else(|| "exit 0".into()), crashed, dir: self.dir.clone(), backtrace }
     }
 
-    /// Is the server held by supervise at a fatal signal (a process under it in ptrace's "tracing stop")?
-    /// Then it is being captured, not hung: its report is coming.
-    pub fn being_captured(&self) -> bool {
-        descendants(self.pid).iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .is_ok_and(|st| st.lines().any(|l| l.starts_with("State:") && l.contains("t (tracing stop)")))
-        })
+    /// Is the server dying rather than hung? Held by supervise at a fatal signal (a process under it in
+    /// ptrace's "tracing stop": being captured, its report is coming), or no process under the supervisor
+    /// is running any more (exited, or a zombie not yet reaped).
+    pub fn dying(&self) -> bool {
+        let states: Vec<String> = descendants(self.pid)
+            .iter()
+            .filter_map(|pid| {
+                let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                st.lines().find(|l| l.starts_with("State:")).map(str::to_string)
+            })
+            .collect();
+        states.iter().any(|s| s.contains("t (tracing stop)"))
+            || !states.iter().any(|s| !s.contains("Z (zombie)") && !s.contains("X (dead)"))
     }
 
     /// Is the server still answering? A connection to every target (and the WebSocket upgrade) within

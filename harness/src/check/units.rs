@@ -17,6 +17,7 @@ pub enum Suite {
     Conformance,
     Repro,
     Soak,
+    Replay,
 }
 
 impl Suite {
@@ -25,6 +26,7 @@ impl Suite {
             Suite::Conformance => "conformance",
             Suite::Repro => "repro",
             Suite::Soak => "soak",
+            Suite::Replay => "replay",
         }
     }
 }
@@ -36,9 +38,22 @@ pub const REPRO_AGAINST_TARGET: [Scenario; 3] =
 /// What a unit does.
 #[derive(Debug, Clone)]
 pub enum Work {
-    Conformance { case: Case, target: TargetUrl },
-    Repro { scenario: Scenario, target: TargetUrl },
-    Soak { target: TargetUrl },
+    Conformance {
+        case: Case,
+        target: TargetUrl,
+    },
+    Repro {
+        scenario: Scenario,
+        target: TargetUrl,
+    },
+    Soak {
+        target: TargetUrl,
+    },
+    /// Replay the client side of a capture's sessions (at full speed) against the server.
+    Replay {
+        capture: PathBuf,
+        target: TargetUrl,
+    },
 }
 
 /// One unit: a suite, an id unique in the run, and what it does.
@@ -76,8 +91,22 @@ pub struct Done {
     pub wire: Option<String>,
 }
 
-/// Lists the units of `suites` for `targets` (conformance cases filtered by `cases`).
-pub fn plan(suites: &[Suite], targets: &[TargetUrl], cases: Option<&str>) -> Vec<Unit> {
+/// The captures of the replay suite: the `.pcap`/`.pcapng` files of `dir`, by name (none when it is absent).
+pub fn captures(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Lists the units of `suites` for `targets` (conformance cases filtered by `cases`; replay units from
+/// `captures`).
+pub fn plan(suites: &[Suite], targets: &[TargetUrl], cases: Option<&str>, captures: &[PathBuf]) -> Vec<Unit> {
     let mut units = Vec::new();
     let many = targets.len() > 1;
     let prefix = |t: &TargetUrl| if many { format!("{}:", t.transport) } else { String::new() };
@@ -109,6 +138,22 @@ pub fn plan(suites: &[Suite], targets: &[TargetUrl], cases: Option<&str>) -> Vec
                             id: s.name().to_string(),
                             description: format!("repro {} against the server", s.name()),
                             work: Work::Repro { scenario: s, target: t.clone() },
+                        });
+                    }
+                }
+            }
+            Suite::Replay => {
+                for c in captures {
+                    let name = c.file_stem().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                    // A capture replays over the transport it was captured on when the server has it.
+                    let is_ws = name.contains("ws");
+                    let t = targets.iter().find(|t| t.is_ws() == is_ws).or(ws_first);
+                    if let Some(t) = t.filter(|_| cases.is_none_or(|p| p.split(',').any(|x| x == name))) {
+                        units.push(Unit {
+                            suite: *suite,
+                            id: name.clone(),
+                            description: format!("replay {} against the server", c.display()),
+                            work: Work::Replay { capture: c.clone(), target: t.clone() },
                         });
                     }
                 }
@@ -167,6 +212,65 @@ pub async fn run(unit: &Unit, s: &UnitSettings) -> Done {
             Done { passed: o.passed(), detail, report: None, wire: None }
         }
         Work::Soak { target } => soak(target, s).await,
+        Work::Replay { capture, target } => replay(capture, target).await,
+    }
+}
+
+async fn replay(capture: &std::path::Path, target: &TargetUrl) -> Done {
+    use crate::replay::{dissect, live, DissectConfig};
+    let fail = |detail: String| Done { passed: false, detail, report: None, wire: None };
+    let data = match std::fs::read(capture) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("reading {}: {e}", capture.display())),
+    };
+    let name = capture.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let config = DissectConfig { collect_packets: true, ..DissectConfig::default() };
+    let d = match dissect(&name, &data, &config) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("dissecting {name}: {e}")),
+    };
+    let t = match live::parse_target(&target.to_string()) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    match live::replay_async(&d, &data, &config, &t, live::Pace::Fast).await {
+        Ok(r) => {
+            let divergences: Vec<String> = r
+                .sessions
+                .iter()
+                .flat_map(|s| s.divergences.iter().map(move |x| format!("flow {}: {x}", s.flow.0)))
+                .collect();
+            let sent: u64 = r.sessions.iter().map(|s| s.sent).sum();
+            let wire = r
+                .sessions
+                .iter()
+                .map(|s| {
+                    format!(
+                        "flow {}: sent {:?}; received {:?}; ended {}",
+                        s.flow.0, s.sent_types, s.received_types, s.live_end
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" | ");
+            // What a replay judges here is the server surviving real captured traffic (a crash or hang is
+            // found around the unit); how its answers differ from the captured server's is listed, not failed:
+            // another build, dialect or crypto mode answers differently.
+            Done {
+                passed: true,
+                detail: if divergences.is_empty() {
+                    format!("{} session(s), {sent} packets replayed, no divergence", r.sessions.len())
+                } else {
+                    format!(
+                        "{} session(s), {sent} packets replayed; differs from the captured server: {}",
+                        r.sessions.len(),
+                        divergences.join("; ")
+                    )
+                },
+                report: None,
+                wire: Some(wire),
+            }
+        }
+        Err(e) => fail(e.to_string()),
     }
 }
 
@@ -228,17 +332,30 @@ mod tests {
     fn plans_the_cases_of_each_target_and_the_scenarios_once() {
         let ws: TargetUrl = "ws://127.0.0.1:27226".parse().unwrap();
         let tcp: TargetUrl = "tcp://127.0.0.1:27224".parse().unwrap();
-        let all = plan(&[Suite::Conformance, Suite::Repro, Suite::Soak], std::slice::from_ref(&ws), None);
+        let caps = vec![PathBuf::from("x/ws_plaintext.pcap"), PathBuf::from("x/tcp_plaintext.pcap")];
+        let all = plan(
+            &[Suite::Conformance, Suite::Repro, Suite::Soak, Suite::Replay],
+            std::slice::from_ref(&ws),
+            None,
+            &caps,
+        );
+        assert_eq!(all.iter().filter(|u| u.suite == Suite::Replay).count(), 2);
         assert!(all.iter().filter(|u| u.suite == Suite::Conformance).count() > 20);
         assert_eq!(all.iter().filter(|u| u.suite == Suite::Repro).count(), 3);
         assert_eq!(all.iter().filter(|u| u.suite == Suite::Soak).count(), 1);
-        let both = plan(&[Suite::Conformance], &[ws.clone(), tcp], None);
+        let both = plan(&[Suite::Conformance, Suite::Replay], &[ws.clone(), tcp], None, &caps);
+        let target_of = |id: &str| match &both.iter().find(|u| u.id == id).unwrap().work {
+            Work::Replay { target, .. } => target.clone(),
+            _ => unreachable!(),
+        };
+        assert!(target_of("ws_plaintext").is_ws() && !target_of("tcp_plaintext").is_ws());
         assert!(
             both.iter().any(|u| u.id.starts_with("ws:")) && both.iter().any(|u| u.id.starts_with("tcp:"))
         );
         let ids: std::collections::BTreeSet<&str> = both.iter().map(|u| u.id.as_str()).collect();
         assert_eq!(ids.len(), both.len(), "ids are unique");
-        let one = plan(&[Suite::Conformance, Suite::Repro, Suite::Soak], &[ws], Some("2.1"));
+        let one =
+            plan(&[Suite::Conformance, Suite::Repro, Suite::Soak, Suite::Replay], &[ws], Some("2.1"), &caps);
         assert!(
             one.iter().all(|u| u.suite == Suite::Conformance && u.id.starts_with("2.1")),
             "{:?}",

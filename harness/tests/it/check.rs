@@ -85,15 +85,18 @@ fn a_crash_is_attributed_to_its_case_the_server_restarted_and_the_rest_still_run
     let dir = temp_dir("crash");
     let port = free_port();
     let junit = dir.join("check.xml");
+    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/captures");
     let o = check(
         &server_cmd(port, "abort-on-interleave"),
         port,
         &dir.join("out"),
         &[
             "--suites",
-            "conformance,soak",
+            "conformance,soak,replay",
             "--cases",
-            "4.1,soak",
+            "4.1,soak,ws_plaintext",
+            "--captures",
+            captures.to_str().unwrap(),
             "--soak-duration",
             "1s",
             "--soak-clients",
@@ -113,7 +116,7 @@ fn a_crash_is_attributed_to_its_case_the_server_restarted_and_the_rest_still_run
     assert_eq!(v["4.1.2"].0, "CRASH", "{v:?}");
     assert!(v["4.1.2"].1.contains("server crashed: SIGABRT"), "{v:?}");
     // The cases after the crash ran on a restarted server, and so did the soak.
-    for id in ["4.1.1", "4.1.3", "4.1.4", "4.1.5", "4.1.6", "soak"] {
+    for id in ["4.1.1", "4.1.3", "4.1.4", "4.1.5", "4.1.6", "soak", "ws_plaintext"] {
         assert_eq!(v[id].0, "PASS", "{id}: {:?}", v[id]);
     }
     let crashes = table(&r, "Crashes");
@@ -142,7 +145,7 @@ fn a_crash_is_attributed_to_its_case_the_server_restarted_and_the_rest_still_run
         assert!(dir.join("out").join(f).exists(), "{f}");
     }
     let counts = junit_counts(&junit);
-    assert!(counts.starts_with("tests=7 failures=0 errors=1 skipped=0"), "{counts}");
+    assert!(counts.starts_with("tests=8 failures=0 errors=1 skipped=0"), "{counts}");
 
     // Against itself as the baseline nothing is new: exit 0. Against a clean baseline the crash is new.
     let again = check(
