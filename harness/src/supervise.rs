@@ -26,7 +26,12 @@
 //!   read and every thread is unwound from the unwind tables and symbolized (`threads` in the report,
 //!   crashing thread first), with no help from the program; then the signal is delivered. The child dies
 //!   with the supervisor (parent-death signal, set by the trampoline that execs it).
+//! - With a captured fatal signal, `crash.dmp` is written beside the report: a standard minidump of the
+//!   same threads, registers, stacks and modules ([`minidump`]), and the report names the crashing
+//!   thread, the signal's `si_code` and, for a fault, the faulting address. Hang snapshots get one too
+//!   (`hang-N.dmp`).
 
+pub mod minidump;
 pub mod report;
 pub mod trace;
 
@@ -332,7 +337,30 @@ fn thread_reports(
     reports
 }
 
-/// A snapshot of the live child (`--hang-after`, SIGQUIT): written as `hang-N.md` / `hang-N.json`.
+/// The crashing thread of a capture, with the signal's details and its registers.
+fn crash_site(c: &trace::Capture) -> Option<report::CrashSite> {
+    let t = c.threads.iter().find(|t| t.crashed)?;
+    let named = c.siginfo.and_then(|i| report::si_code_name(i.signo, i.code));
+    Some(report::CrashSite {
+        tid: t.tid,
+        thread_name: t.name.clone(),
+        signal: c.signal.as_str().to_string(),
+        signo: c.signal as i32,
+        si_code: c.siginfo.map(|i| i.code),
+        si_code_name: named.map(|n| n.0.to_string()),
+        si_code_meaning: named.map(|n| n.1.to_string()),
+        fault_address: c.siginfo.and_then(|i| i.addr).map(|a| format!("{a:#x}")),
+        registers: t
+            .regs
+            .iter()
+            .flat_map(|r| r.named())
+            .map(|(name, v)| (name.to_string(), format!("{v:#x}")))
+            .collect(),
+    })
+}
+
+/// A snapshot of the live child (`--hang-after`, SIGQUIT): written as `hang-N.md` / `hang-N.json`, and as a
+/// minidump, `hang-N.dmp`.
 async fn snapshot_live(
     snapshots: &trace::Snapshots,
     pid: u32,
@@ -353,7 +381,8 @@ async fn snapshot_live(
     let json = serde_json::to_string_pretty(&threads).unwrap_or_default();
     let (md_name, json_name) = (format!("hang-{n}.md"), format!("hang-{n}.json"));
     let written = std::fs::write(out_dir.join(&md_name), md)
-        .and_then(|()| std::fs::write(out_dir.join(&json_name), json));
+        .and_then(|()| std::fs::write(out_dir.join(&json_name), json))
+        .and_then(|()| std::fs::write(out_dir.join(format!("hang-{n}.dmp")), minidump::write(&capture)));
     match written {
         Ok(()) => {
             eprintln!(
@@ -609,6 +638,18 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
         (Ok(()), Some(_)) => None,
     };
     let tail = shared.tail.lock().expect("tail lock").iter().cloned().collect();
+    let crash = capture.as_ref().and_then(crash_site);
+    let dump = match &capture {
+        Some(c) => {
+            let bytes = minidump::write(c);
+            let p = out_dir.join("crash.dmp");
+            std::fs::write(&p, &bytes)
+                .map_err(|e| crate::Error::io(format!("writing {}", p.display()), e))?;
+            Some(report::MinidumpFile { file: "crash.dmp".into(), bytes: bytes.len() })
+        }
+        None => None,
+    };
+    let cross_check = report::cross_check(&frames, &threads);
     let report = CrashReport {
         command: command_shown,
         pid,
@@ -630,6 +671,9 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
         capture_note,
         children,
         hang_snapshots: hang_files,
+        cross_check,
+        crash,
+        minidump: dump,
     };
     write("crash.json", &report.to_json())?;
     write("crash.md", &report.to_markdown())?;

@@ -11,8 +11,11 @@
 //! stopped trampoline and lets it go. If ptrace is not permitted (a container without CAP_SYS_PTRACE, a
 //! Yama setting), the child runs untraced and the report says so.
 //!
-//! Not done yet (issue 13): minidumps, hang snapshots, the fault address of a SIGSEGV, the exits of
-//! processes the child forks, x86-64 only. Group stops are not kept (a SIGSTOP sent to the child is
+//! Each thread's full register set and the top of its stack ([`MAX_STACK_COPY`]) are kept too, and the
+//! crashing thread's siginfo (the faulting address), so that a standard minidump can be written from the
+//! capture afterwards ([`super::minidump`]).
+//!
+//! Not done yet (issue 13): x86-64 only. Group stops are not kept (a SIGSTOP sent to the child is
 //! delivered and the child continued).
 
 use std::ffi::OsString;
@@ -23,6 +26,7 @@ use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::ptrace::{self, Options};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -53,12 +57,114 @@ pub struct ThreadCapture {
     pub pcs: Vec<u64>,
     /// Why the walk stopped early or could not start, if it did.
     pub note: Option<String>,
+    /// Every register as read at the stop (the walk started from these).
+    pub regs: Option<Registers>,
+    /// The stack from just below the stack pointer upwards (see [`MAX_STACK_COPY`]).
+    pub stack: Option<StackCopy>,
+}
+
+/// Most bytes of each thread's stack kept (for the minidump), from the red zone below the stack pointer
+/// upwards, within the stack's mapping.
+pub const MAX_STACK_COPY: u64 = 64 * 1024;
+
+/// Bytes below the stack pointer a leaf function may use without moving it (the x86-64 red zone).
+const RED_ZONE: u64 = 128;
+
+/// A copy of part of a thread's stack.
+#[derive(Debug, Clone)]
+pub struct StackCopy {
+    pub start: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// The registers of a stopped thread (x86-64), as `PTRACE_GETREGS` and `PTRACE_GETREGSET` (`NT_PRFPREG`)
+/// give them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registers {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub rsp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub eflags: u64,
+    pub cs: u64,
+    pub ss: u64,
+    pub ds: u64,
+    pub es: u64,
+    pub fs: u64,
+    pub gs: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    /// The x87/SSE state in the 512-byte `FXSAVE` layout, when it could be read.
+    pub fxsave: Option<Vec<u8>>,
+}
+
+impl Registers {
+    /// The general-purpose registers by name, in the order debuggers list them.
+    pub fn named(&self) -> [(&'static str, u64); 26] {
+        [
+            ("rax", self.rax),
+            ("rbx", self.rbx),
+            ("rcx", self.rcx),
+            ("rdx", self.rdx),
+            ("rsi", self.rsi),
+            ("rdi", self.rdi),
+            ("rbp", self.rbp),
+            ("rsp", self.rsp),
+            ("r8", self.r8),
+            ("r9", self.r9),
+            ("r10", self.r10),
+            ("r11", self.r11),
+            ("r12", self.r12),
+            ("r13", self.r13),
+            ("r14", self.r14),
+            ("r15", self.r15),
+            ("rip", self.rip),
+            ("eflags", self.eflags),
+            ("cs", self.cs),
+            ("ss", self.ss),
+            ("ds", self.ds),
+            ("es", self.es),
+            ("fs", self.fs),
+            ("gs", self.gs),
+            ("fs_base", self.fs_base),
+            ("gs_base", self.gs_base),
+        ]
+    }
+}
+
+/// What the kernel said about the fatal signal (`PTRACE_GETSIGINFO` on the crashing thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalInfo {
+    pub signo: i32,
+    pub code: i32,
+    pub errno: i32,
+    /// `si_addr`: the faulting address, for a fault the kernel raised (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+    /// SIGTRAP with a positive `si_code`); `None` for a signal sent by a process (`abort`, `kill`).
+    pub addr: Option<u64>,
 }
 
 /// The process at its fatal signal.
 #[derive(Debug, Clone)]
 pub struct Capture {
+    pub pid: u32,
     pub signal: Signal,
+    /// The crashing thread's signal details (`None` for a snapshot, or when they were unreadable).
+    pub siginfo: Option<SignalInfo>,
+    /// `/proc/PID/cmdline` (NUL-separated).
+    pub cmdline: Vec<u8>,
     /// `/proc/PID/maps`, read while the process was alive and stopped.
     pub maps: String,
     /// The crashing thread first.
@@ -282,6 +388,8 @@ fn capture_process(pid: Pid, crashed: Pid, signal: Signal, fatal: bool) -> Captu
         tids.insert(0, crashed);
     }
     let unwinder = unwinder_for(&maps);
+    let siginfo = if fatal { signal_info(crashed) } else { None };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let mut threads = Vec::new();
     let mut resume: Vec<(Pid, Option<Signal>)> = Vec::new();
     for tid in tids {
@@ -293,8 +401,14 @@ fn capture_process(pid: Pid, crashed: Pid, signal: Signal, fatal: bool) -> Captu
                 Err(why) => note = Some(why),
             }
         }
+        let (mut regs, mut stack) = (None, None);
         let pcs = match (note.is_none(), regs_of(tid)) {
-            (true, Ok((pc, sp, fp))) => unwind(&unwinder, mem.as_ref(), pc, sp, fp, &mut note),
+            (true, Ok(r)) => {
+                let pcs = unwind(&unwinder, mem.as_ref(), r.rip, r.rsp, r.rbp, &mut note);
+                stack = mem.as_ref().and_then(|m| copy_stack(m, &maps, r.rsp));
+                regs = Some(r);
+                pcs
+            }
             (true, Err(e)) => {
                 note = Some(format!("registers unreadable: {e}"));
                 Vec::new()
@@ -305,24 +419,133 @@ fn capture_process(pid: Pid, crashed: Pid, signal: Signal, fatal: bool) -> Captu
             .map(|s| s.trim_end().to_string())
             .unwrap_or_default();
         let crashed = is_crashed && fatal;
-        threads.push(ThreadCapture { tid: tid.as_raw() as u32, name, crashed, pcs, note });
+        threads.push(ThreadCapture { tid: tid.as_raw() as u32, name, crashed, pcs, note, regs, stack });
     }
     for (tid, sig) in resume {
         let _ = ptrace::cont(tid, sig);
     }
-    Capture { signal, maps, threads }
+    Capture { pid: pid.as_raw() as u32, signal, siginfo, cmdline, maps, threads }
 }
 
-/// The instruction pointer, stack pointer and frame pointer of a stopped thread.
+/// Every register of a stopped thread: the general-purpose ones, then the x87/SSE state.
 #[cfg(target_arch = "x86_64")]
-fn regs_of(tid: Pid) -> nix::Result<(u64, u64, u64)> {
-    ptrace::getregs(tid).map(|r| (r.rip, r.rsp, r.rbp))
+fn regs_of(tid: Pid) -> nix::Result<Registers> {
+    let r = ptrace::getregs(tid)?;
+    let fxsave = fxsave_of(tid);
+    Ok(Registers {
+        rax: r.rax,
+        rbx: r.rbx,
+        rcx: r.rcx,
+        rdx: r.rdx,
+        rsi: r.rsi,
+        rdi: r.rdi,
+        rbp: r.rbp,
+        rsp: r.rsp,
+        r8: r.r8,
+        r9: r.r9,
+        r10: r.r10,
+        r11: r.r11,
+        r12: r.r12,
+        r13: r.r13,
+        r14: r.r14,
+        r15: r.r15,
+        rip: r.rip,
+        eflags: r.eflags,
+        cs: r.cs,
+        ss: r.ss,
+        ds: r.ds,
+        es: r.es,
+        fs: r.fs,
+        gs: r.gs,
+        fs_base: r.fs_base,
+        gs_base: r.gs_base,
+        fxsave,
+    })
+}
+
+/// The x87/SSE state of a stopped thread as the 512-byte `FXSAVE` area.
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+fn fxsave_of(tid: Pid) -> Option<Vec<u8>> {
+    let f = ptrace::getregset::<ptrace::regset::NT_PRFPREG>(tid).ok()?;
+    // The kernel's `user_fpregs_struct` is the FXSAVE area, field for field.
+    let mut b = Vec::with_capacity(512);
+    for v in [f.cwd, f.swd, f.ftw, f.fop] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [f.rip, f.rdp] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [f.mxcsr, f.mxcr_mask].iter().chain(&f.st_space).chain(&f.xmm_space) {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.resize(512, 0);
+    Some(b)
+}
+
+/// `nix` reads register sets only on glibc targets.
+#[cfg(all(target_arch = "x86_64", not(target_env = "gnu")))]
+fn fxsave_of(_tid: Pid) -> Option<Vec<u8>> {
+    None
 }
 
 /// Only x86-64 is unwound so far.
 #[cfg(not(target_arch = "x86_64"))]
-fn regs_of(_tid: Pid) -> nix::Result<(u64, u64, u64)> {
+fn regs_of(_tid: Pid) -> nix::Result<Registers> {
     Err(Errno::ENOSYS)
+}
+
+/// The stack of a stopped thread from the red zone below `sp` up to the end of its mapping, at most
+/// [`MAX_STACK_COPY`] bytes.
+fn copy_stack(mem: &File, maps: &str, sp: u64) -> Option<StackCopy> {
+    let (low, end) = maps
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_whitespace().next()?.split_once('-')?;
+            Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+        })
+        .find(|&(a, b)| (a..b).contains(&sp))?;
+    let start = (sp.saturating_sub(RED_ZONE) & !0xf).max(low);
+    let len = (end - start).min(MAX_STACK_COPY);
+    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+    let mut got = 0;
+    while got < bytes.len() {
+        match mem.read_at(&mut bytes[got..], start + got as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    bytes.truncate(got);
+    (!bytes.is_empty()).then_some(StackCopy { start, bytes })
+}
+
+/// The crashing thread's siginfo. `si_addr` sits in a union that `libc` only opens through an `unsafe`
+/// accessor, and `unsafe` is forbidden here, so the struct's bytes are read back through
+/// `/proc/self/mem` (our own memory, read by the kernel) and the address taken from its x86-64 Linux
+/// offset (16). The bytes are checked against `si_signo` and `si_code`, read through their safe fields,
+/// before the address is believed.
+fn signal_info(tid: Pid) -> Option<SignalInfo> {
+    let si = ptrace::getsiginfo(tid).ok()?;
+    let (signo, code, errno) = (si.si_signo, si.si_code, si.si_errno);
+    let raw = own_bytes(&si);
+    let word = |at: usize| raw.as_ref()?.get(at..at + 4).map(|b| i32::from_le_bytes(b.try_into().unwrap()));
+    let consistent = word(0) == Some(signo) && word(8) == Some(code);
+    let faulting = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP].contains(&signo)
+        && code > 0
+        && code < libc::SI_KERNEL;
+    let addr = match (&raw, consistent && faulting && cfg!(target_arch = "x86_64")) {
+        (Some(b), true) => b.get(16..24).map(|b| u64::from_le_bytes(b.try_into().unwrap())),
+        _ => None,
+    };
+    Some(SignalInfo { signo, code, errno, addr })
+}
+
+/// The bytes of a value in our own memory, read through `/proc/self/mem`.
+fn own_bytes<T>(value: &T) -> Option<Vec<u8>> {
+    let at = std::hint::black_box(value as *const T as usize) as u64;
+    let mut bytes = vec![0u8; std::mem::size_of::<T>()];
+    File::open("/proc/self/mem").ok()?.read_exact_at(&mut bytes, at).ok()?;
+    std::hint::black_box(value);
+    Some(bytes)
 }
 
 type Unwinder = framehop::x86_64::UnwinderX86_64<Vec<u8>>;

@@ -267,6 +267,15 @@ fn supervised_abort_in_a_shared_library_is_symbolized_in_both_objects() {
     let lines: Vec<String> = md.lines().map(str::to_owned).collect();
     assert_crash_frames(&lines, fx, "handler");
     assert!(!md.contains("[CONFLICT]"), "{md}");
+
+    // The program's own backtrace (printed by its handler, after the capture) against the stack captured
+    // at the signal: its handler frames first, then the same frames as the crashing thread's.
+    let x = &report["cross_check"];
+    assert_eq!(x["thread"], report["threads"][0]["tid"], "{x:#}");
+    assert!(x["confirmed"].as_u64().unwrap() >= 4, "{x:#}");
+    assert!(x["printer_frames"].as_u64().unwrap() >= 2, "{x:#}");
+    assert_eq!(x["conflicts"].as_array().unwrap().len(), 0, "{x:#}");
+    assert!(md.contains("Cross-check with the captured stacks: agree"), "{md}");
 }
 
 #[test]
@@ -692,12 +701,13 @@ static void call_into_lib(void) { crash_in_lib(0); } /* MARK:quick-call */
 int main(void) { call_into_lib(); return 0; } /* MARK:quick-main */
 "#;
 
-/// SIGSEGV in one thread while 8 others block on a pipe that never gets data.
+/// SIGSEGV in one thread while 8 others block on a pipe that never gets data: the faulting thread writes to
+/// address 0x10, which nothing maps.
 const THREADS_C: &str = r#"#include <pthread.h>
 #include <unistd.h>
 static int fds[2];
 static void *blocker(void *arg) { char c; (void)arg; read(fds[0], &c, 1); return 0; } /* MARK:blocker */
-static void *faulter(void *arg) { volatile int *p = (int *)arg; usleep(20000); *p = 1; return 0; } /* MARK:fault */
+static void *faulter(void *arg) { volatile int *p = (volatile int *)arg + 4; usleep(20000); *p = 1; return 0; } /* MARK:fault */
 int main(void) {
     pthread_t t[9];
     pipe(fds);
@@ -773,6 +783,65 @@ fn an_abort_with_no_printing_is_unwound_from_outside() {
     }
     let md = std::fs::read_to_string(out.join("crash.md")).unwrap();
     assert!(md.contains("Threads at the fatal signal, captured from outside"), "{md}");
+
+    // The same crash as a standard minidump.
+    let dump = std::fs::read(out.join("crash.dmp")).unwrap();
+    assert!(dump.starts_with(b"MDMP"), "not a minidump");
+    assert_eq!(report["minidump"]["file"], "crash.dmp");
+    assert_eq!(report["minidump"]["bytes"], dump.len());
+    assert_eq!(report["crash"]["si_code_name"], "SI_TKILL", "abort raises with tgkill");
+    assert!(report["crash"].get("fault_address").is_none(), "no fault address for a sent signal");
+    stackwalk_agrees(&out, &report);
+}
+
+/// `minidump-stackwalk` (rust-minidump) reads `crash.dmp` as we captured it: the crash reason, the crashing
+/// thread, and its frames address for address (from the dump's own registers, stack memory and modules,
+/// unwound with the objects' call frame information). Skipped with a note when the tool is missing.
+fn stackwalk_agrees(out: &Path, report: &serde_json::Value) {
+    const TOOL: &str = "minidump-stackwalk";
+    if Command::new(TOOL).arg("--version").output().is_err() {
+        eprintln!(
+            "SKIP: `{TOOL}` is not on PATH (`cargo install {TOOL} --locked`); crash.dmp not cross-checked"
+        );
+        return;
+    }
+    let run = Command::new(TOOL)
+        .args(["--json", "--use-local-debuginfo"])
+        .arg(out.join("crash.dmp"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{TOOL}: {}", text(&run.stderr));
+    let walked: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let reason = walked["crash_info"]["type"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("SIGABRT"), "{reason}");
+    let thread = &walked["crashing_thread"];
+    assert_eq!(thread["thread_id"], report["crash"]["tid"], "{thread:#}");
+    assert_eq!(walked["system_info"]["os"], "Linux");
+
+    let ours = report["threads"][0]["frames"].as_array().unwrap();
+    let theirs = thread["frames"].as_array().unwrap();
+    let hex = |v: &serde_json::Value| {
+        u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    // Inlined calls are folded into their frame there (`inlines`), as here: frame for frame.
+    let n = ours.len().min(theirs.len()).min(6);
+    assert!(n >= 5, "ours {ours:#?} theirs {theirs:#?}");
+    for (i, (o, t)) in ours.iter().zip(theirs).take(n).enumerate() {
+        // The walker names a caller by the byte before its return address.
+        let (addr, at) = (hex(&o["addr"]), hex(&t["offset"]));
+        assert!(at == addr || (i > 0 && at + 1 == addr), "frame {i}: {o:#} vs {t:#}");
+        let object = o["outcome"]["object"].as_str().unwrap_or_default();
+        assert!(
+            object.ends_with(&format!("/{}", t["module"].as_str().unwrap())),
+            "frame {i}: {o:#} vs {t:#}"
+        );
+    }
+    let functions: Vec<&str> = theirs.iter().filter_map(|f| f["function"].as_str()).collect();
+    let at = |name: &str| {
+        functions.iter().position(|f| *f == name).unwrap_or_else(|| panic!("{name}: {functions:?}"))
+    };
+    assert!(at("crash_in_lib") < at("call_into_lib") && at("call_into_lib") < at("main"), "{functions:?}");
+    assert_eq!(theirs[0]["trust"], "context", "frame 0 comes from the dump's register context");
 }
 
 /// Issue 13: SIGSEGV in a non-main thread while 8 others block: every thread is reported, the crashing one
@@ -796,6 +865,17 @@ fn a_segfault_in_one_thread_reports_every_thread() {
     let blocker = format!("blocker threads.c:{}", line_of(THREADS_C, "blocker"));
     let blocked = threads.iter().filter(|(c, _, f)| !c && f.contains(&blocker)).count();
     assert_eq!(blocked, 8, "{threads:#?}");
+    // The kernel's word on the fault: the address written to, and why it faulted.
+    let crash = &report["crash"];
+    assert_eq!(crash["fault_address"], "0x10", "{crash:#}");
+    assert_eq!(crash["signal"], "SIGSEGV");
+    assert_eq!(crash["si_code_name"], "SEGV_MAPERR", "{crash:#}");
+    assert_eq!(crash["tid"], report["threads"][0]["tid"], "the crashing thread is the first one listed");
+    assert_eq!(crash["thread_name"], report["threads"][0]["name"]);
+    assert_eq!(crash["registers"]["rip"], report["threads"][0]["frames"][0]["addr"], "{crash:#}");
+    let md = std::fs::read_to_string(out.join("crash.md")).unwrap();
+    assert!(md.contains("SIGSEGV (SEGV_MAPERR: address not mapped to object), fault address 0x10"), "{md}");
+    assert!(std::fs::read(out.join("crash.dmp")).unwrap().starts_with(b"MDMP"));
 }
 
 /// Three threads blocked on a pipe and a main thread joining them: a hang.
@@ -861,6 +941,7 @@ fn a_hang_is_snapshotted_without_killing_the_child() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("crash.json")).unwrap()).unwrap();
     assert_eq!(report["hang_snapshots"][0], "hang-1.md");
+    assert!(std::fs::read(out.join("hang-1.dmp")).unwrap().starts_with(b"MDMP"), "the snapshot's minidump");
 }
 
 /// Issue 13: processes the child forks are reported with how they ended.
