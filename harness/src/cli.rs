@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{check, conformance, dissector, replay, report, repro, soak, supervise, symbolize};
+use crate::{browser, check, conformance, dissector, replay, report, repro, soak, supervise, symbolize};
 
 /// Exit codes, as `harness --help` prints them (README, "Exit codes").
 pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 a verdict failed; 2 usage; 3 bad input file; 4 I/O; \
@@ -56,6 +56,13 @@ pub enum Command {
   harness conformance ws://127.0.0.1:27226
   harness conformance tcp://127.0.0.1:27224 --dialect head --encrypting-server --cases 1.1,2.1 --json")]
     Conformance(conformance::Args),
+    /// A real browser as an ACIP client: headless Chromium streams the test pattern over its own WebSocket
+    /// (plaintext), renders the ASCII it gets back, and the report shows its own fragment pattern.
+    #[command(after_help = "Examples:
+  harness browser --duration 10s --screenshot
+  harness browser --frame 640x480 --fps 30 --duration 10s --fault rx-pause
+  harness browser --target ws://127.0.0.1:27226 --dialect head --duration 20s")]
+    Browser(browser::Args),
     /// Render, compare or merge reports.
     #[command(after_help = "Examples:
   harness report render target/harness/soak/20261203T120000Z-1
@@ -116,6 +123,7 @@ impl Cli {
             Command::Dissector(a) => dissector::run(a),
             Command::Repro(a) => repro::run(a),
             Command::Conformance(a) => conformance::run(a),
+            Command::Browser(a) => browser::run(a),
             Command::Report(a) => report::run(a, soak::merge::run),
             Command::StartGate(a) => soak::gate::run(a),
             Command::Supervise(a) => supervise::run(a),

@@ -1,6 +1,7 @@
 //! Real-socket and end-to-end tests of the `harness` binary and library (one test binary, one module per
 //! subcommand).
 
+mod browser;
 mod check;
 mod conformance;
 mod deploy;

@@ -1,0 +1,94 @@
+//! The page the browser opens, served on loopback: `GET /` (the page) and `GET /acip.js` (the ACIP client
+//! in JavaScript). Every request is bounded: 8 KiB of head, 5 s to send it, one response, then close.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The page: a status line and the `<pre id="ascii">` the ASCII frames are rendered into.
+pub const INDEX_HTML: &str = include_str!("../../assets/browser/index.html");
+/// The ACIP client of the page (`window.Acip`).
+pub const ACIP_JS: &str = include_str!("../../assets/browser/acip.js");
+
+const MAX_HEAD: usize = 8 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running page server; stops when dropped.
+pub struct PageServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl PageServer {
+    /// Binds 127.0.0.1 on an ephemeral port and serves until dropped.
+    pub async fn start() -> std::io::Result<PageServer> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(HEAD_TIMEOUT, serve(stream)).await;
+                });
+            }
+        });
+        Ok(PageServer { addr, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The page's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(mut stream: TcpStream) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let path = loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_string(),
+            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
+            _ => return respond(&mut stream, "400 Bad Request", "text/plain", b"bad request\n").await,
+        }
+    };
+    let path = path.split('?').next().unwrap_or("/");
+    match path {
+        "/" | "/index.html" => {
+            respond(&mut stream, "200 OK", "text/html; charset=utf-8", INDEX_HTML.as_bytes()).await
+        }
+        "/acip.js" => {
+            respond(&mut stream, "200 OK", "text/javascript; charset=utf-8", ACIP_JS.as_bytes()).await
+        }
+        _ => respond(&mut stream, "404 Not Found", "text/plain", b"not found\n").await,
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &[u8]) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
