@@ -277,5 +277,81 @@ pub async fn run(opts: &Options) -> Outcome {
             Err(e) => o.row(Row::error(config, e)),
         }
     }
+    browser_rows(&mut o, frame, window, min_fps, max_broken_fps).await;
     o
+}
+
+/// (c) The same stream from a real browser (headless Chromium, its own WebSocket and its own fragmenting),
+/// without and with the server's rx_pause: does the browser's fragment pattern alone leave gaps, and what
+/// does each side deliver? Without Chromium the rows are left out with a note (the tests install it).
+async fn browser_rows(
+    o: &mut Outcome,
+    frame: (u16, u16),
+    window: Duration,
+    min_fps: f64,
+    max_broken_fps: f64,
+) {
+    use crate::browser::{analyze, cdp, run_session, SessionConfig};
+    if cdp::find_chrome().is_none() {
+        o.note("(c) skipped: no Chromium (install Debian's chromium, or set CHROME)");
+        return;
+    }
+    for rx_pause in [false, true] {
+        let mut cfg = SessionConfig::embedded(Dialect::Feb, frame, 30, window);
+        if rx_pause {
+            cfg.faults.push("rx-pause".into());
+        }
+        let config = format!(
+            "(c) headless Chromium, {}-byte frames, 30 fps, its own fragments, {} s, server {}",
+            pattern_wire_len(frame),
+            window.as_secs(),
+            if rx_pause { "rx_pause" } else { "without fault" }
+        );
+        let r = match run_session(&cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                o.row(Row::error(config, e));
+                continue;
+            }
+        };
+        let fps = r.delivered_fps().unwrap_or(0.0);
+        let msgs = r.image_messages(&cfg);
+        let per_msg: Vec<usize> = msgs.iter().map(|m| m.fragments.len()).collect();
+        let idle =
+            analyze::histogram_of(msgs.iter().flat_map(|m| m.idle_gaps().map(|d| d.as_micros() as u64)));
+        let tap_gap_p99 = if idle.is_empty() { 0 } else { idle.value_at_quantile(0.99) };
+        let stage = |st: acip::stats::Stage| {
+            r.server
+                .as_ref()
+                .and_then(|s| s.stages.get(st))
+                .filter(|h| !h.is_empty())
+                .map(acip::stats::StageSummary::of)
+        };
+        let (gaps, assembly) =
+            (stage(acip::stats::Stage::FragmentGap), stage(acip::stats::Stage::ServerAssembly));
+        let side = if rx_pause { "rx_pause" } else { "fixed" };
+        o.figure(&format!("browser.{side}.fps_x10"), (fps * 10.0).round() as u64);
+        o.figure(&format!("browser.{side}.frames_sent"), r.page.frames.len() as u64);
+        o.figure(&format!("browser.{side}.tap_gap_p99_us"), tap_gap_p99);
+        let measured = format!(
+            "Chromium {}: {} frames sent, delivered {fps:.1} fps; {}-{} WebSocket frames per message; gaps between \
+             the browser's own frames p99 {}; server fragment gaps {}; assembly {}",
+            r.browser_version,
+            r.page.frames.len(),
+            per_msg.iter().min().copied().unwrap_or(0),
+            per_msg.iter().max().copied().unwrap_or(0),
+            ms(tap_gap_p99),
+            pcts(&gaps),
+            pcts(&assembly)
+        );
+        let (expected, ok) = if rx_pause {
+            ("the same collapse as our client: delivered fps < the (b) ceiling", fps < max_broken_fps)
+        } else {
+            (
+                "~30 fps (>= 27; quick >= 24), and no ~30 ms gap of the browser's own making (p99 < 20 ms)",
+                fps >= min_fps && tap_gap_p99 < STALL_FLOOR_US,
+            )
+        };
+        o.row(Row::new(config, measured, expected, ok));
+    }
 }
