@@ -206,9 +206,35 @@ struct Checker {
     generations: Vec<(u32, String)>,
     /// The server could not be restarted: the rest is not run.
     gave_up: Option<String>,
+    /// Crashes while being stopped on purpose, by how it ended: (count, the first one).
+    shutdown_crashes: std::collections::BTreeMap<String, (u32, Ended)>,
+    /// Stops on purpose of a running server.
+    stops: u32,
 }
 
 impl Checker {
+    /// Stops the current server on purpose (`why` goes into the starts table); a crash on the way out is kept
+    /// for a finding.
+    async fn stop_server(&mut self, why: &str) {
+        if let Some(mut s) = self.server.take() {
+            let ended = s.stop(self.grace).await;
+            self.note_stop(ended.as_ref());
+            self.generations.push((
+                s.generation,
+                ended.map_or_else(|| why.to_string(), |e| format!("{why} ({})", e.how)),
+            ));
+        }
+    }
+
+    fn note_stop(&mut self, ended: Option<&Ended>) {
+        if let Some(e) = ended {
+            self.stops += 1;
+            if server::crashed_on_shutdown(e) {
+                self.shutdown_crashes.entry(e.how.clone()).or_insert_with(|| (0, e.clone())).0 += 1;
+            }
+        }
+    }
+
     /// A running server, restarting if needed (a failed restart is a finding; after
     /// [`RESTART_ATTEMPTS`] the run gives up).
     async fn ensure_server(&mut self) -> Option<&mut Server> {
@@ -315,13 +341,22 @@ impl Checker {
                 (died, unanswered)
             }
         };
-        let hung = died.is_none() && unanswered.is_some();
+        // No answer in time is a hang; a wrong answer (a refused upgrade, garbage) is a server that still
+        // runs but no longer serves: the unit fails and the server is restarted.
+        let silent =
+            unanswered.as_deref().is_some_and(|e| e.contains("no answer within") || e.contains("timed out"));
+        let hung = died.is_none() && unanswered.is_some() && silent;
+        let broken = died.is_none() && unanswered.is_some() && !silent;
         let end = Instant::now();
         let log = server.lines_between(t0, end, LOG_LINES_PER_UNIT);
         let mut snapshot = None;
+        let mut stopped = None;
         if hung {
-            snapshot = server.snapshot_and_stop(grace).await;
+            (snapshot, stopped) = server.snapshot_and_stop(grace).await;
+        } else if broken {
+            stopped = server.stop(grace).await;
         }
+        self.note_stop(stopped.as_ref());
         let results = batch
             .iter()
             .enumerate()
@@ -334,6 +369,14 @@ impl Checker {
                     (None, true, _) => (
                         Verdict::Hang,
                         format!("server stopped answering: {}", unanswered.clone().unwrap_or_default()),
+                        end - t0,
+                    ),
+                    (None, false, _) if broken => (
+                        Verdict::Fail,
+                        format!(
+                            "after this unit the server no longer serves (restarted): {}",
+                            unanswered.clone().unwrap_or_default()
+                        ),
                         end - t0,
                     ),
                     (None, false, Some(d)) => match &d[i] {
@@ -363,7 +406,7 @@ impl Checker {
                 }
             })
             .collect();
-        if died.is_some() || hung {
+        if died.is_some() || hung || broken {
             self.retire();
         }
         results
@@ -375,10 +418,7 @@ impl Checker {
         let mut runs = 0;
         for _ in 0..n {
             // A fresh server for each run: stop the current one if it still runs.
-            if let Some(mut s) = self.server.take() {
-                s.stop(self.grace).await;
-                self.generations.push((s.generation, "stopped for a rerun".into()));
-            }
+            self.stop_server("stopped for a rerun").await;
             let r = self.run_batch(std::slice::from_ref(unit)).await;
             if r[0].verdict == Verdict::NotRun {
                 break;
@@ -469,6 +509,8 @@ pub async fn check(args: &Args, out: &std::path::Path) -> crate::Result<CheckRun
         findings: Vec::new(),
         generations: Vec::new(),
         gave_up: None,
+        shutdown_crashes: std::collections::BTreeMap::new(),
+        stops: 0,
     };
     // The first start must work: without a server there is nothing to check.
     if checker.ensure_server().await.is_none() {
@@ -500,10 +542,7 @@ pub async fn check(args: &Args, out: &std::path::Path) -> crate::Result<CheckRun
             // Which one? Each alone on a fresh server.
             let mut alone = Vec::with_capacity(batch.len());
             for u in batch {
-                if let Some(mut s) = checker.server.take() {
-                    s.stop(checker.grace).await;
-                    checker.generations.push((s.generation, "stopped to isolate a crash".into()));
-                }
+                checker.stop_server("stopped to isolate a crash").await;
                 let mut r = checker.run_batch(std::slice::from_ref(u)).await.remove(0);
                 if let Some(c) = &mut r.crash {
                     c.isolated = true;

@@ -63,6 +63,11 @@ pub struct Ended {
     pub backtrace: Vec<String>,
 }
 
+/// Did a server the check stopped on purpose (SIGTERM) die of something else on the way out?
+pub fn crashed_on_shutdown(e: &Ended) -> bool {
+    e.how.starts_with("SIG") && !["SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT"].contains(&e.how.as_str())
+}
+
 /// Why a start failed.
 #[derive(Debug, Clone)]
 pub struct StartFailure {
@@ -136,7 +141,7 @@ impl Server {
             Ok(()) => Ok(server),
             Err(reason) => {
                 let exited = server.ended.clone();
-                server.stop(spec.grace).await;
+                let _ = server.stop(spec.grace).await;
                 let tail = server.tail(START_TAIL);
                 let bind = bind_diagnosis(exited.as_ref(), &tail);
                 Err(StartFailure { reason, bind, tail })
@@ -240,8 +245,9 @@ impl Server {
         probe_all(targets, timeout).await
     }
 
-    /// A hung server: stack snapshot through supervise (SIGQUIT), then stop. Returns the snapshot file.
-    pub async fn snapshot_and_stop(&mut self, grace: Duration) -> Option<PathBuf> {
+    /// A hung server: stack snapshot through supervise (SIGQUIT), then stop. Returns the snapshot file and
+    /// how the server ended.
+    pub async fn snapshot_and_stop(&mut self, grace: Duration) -> (Option<PathBuf>, Option<Ended>) {
         let before = hang_files(&self.dir);
         let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGQUIT);
         let deadline = Instant::now() + SNAPSHOT_LIMIT;
@@ -253,22 +259,25 @@ impl Server {
             }
             let _ = tokio::time::timeout(READY_POLL, self.lines.changed()).await;
         }
-        self.stop(grace).await;
-        snapshot
+        let ended = self.stop(grace).await;
+        (snapshot, ended)
     }
 
-    /// Stops the server: SIGTERM to the supervisor (which forwards it), SIGKILL after `grace`.
-    pub async fn stop(&mut self, grace: Duration) {
-        self.stopping = true;
+    /// Stops the server: SIGTERM to the supervisor (which forwards it), SIGKILL after `grace`. Returns how
+    /// it ended when it was still running (`None` when it had already ended).
+    pub async fn stop(&mut self, grace: Duration) -> Option<Ended> {
         if self.poll_ended().is_some() {
-            return;
+            self.stopping = true;
+            return None;
         }
+        self.stopping = true;
         let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
         // supervise itself escalates to SIGKILL after its own grace; this bounds the supervisor too.
         if tokio::time::timeout(grace + Duration::from_secs(2), self.wait_ended()).await.is_err() {
             let _ = self.child.start_kill();
             let _ = self.wait_ended().await;
         }
+        self.ended.clone()
     }
 
     /// The server's log lines that arrived in `[from, to]`, at most `max` (the first ones).
