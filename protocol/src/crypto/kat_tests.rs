@@ -7,6 +7,7 @@ use serde_json::Value;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::primitives::{box_beforenm, hmac_sha256, password_key, x25519, PASSWORD_SALT};
+use super::secretbox::{Backend, SecretBox};
 use super::session::Session;
 use crate::codec::{Dialect, Limits, Packet, PacketType};
 
@@ -71,6 +72,21 @@ fn body_with_tag_first(tag: &[u8], body: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+fn kat_secretbox_easy_on_every_backend() {
+    let k = &kat()["secretbox"];
+    let expected = hex(&k["mac_and_ciphertext"]);
+    let nonce: [u8; 24] = hex(&k["nonce"]).try_into().unwrap();
+    let message = hex(&k["message"]);
+    for &backend in Backend::ALL {
+        let sb = SecretBox::with_backend(backend, &hex32(&k["key"]));
+        let mut sealed = Vec::new();
+        sb.seal_into(&nonce, &[&message], &mut sealed);
+        assert_eq!(sealed, expected, "{backend}");
+        assert_eq!(sb.open(&nonce, &expected).unwrap(), message, "{backend}");
+    }
+}
+
+#[test]
 fn kat_argon2id_with_project_salt() {
     let k = &kat()["argon2id"];
     assert_eq!(hex(&k["salt32"]), PASSWORD_SALT);
@@ -106,13 +122,15 @@ fn kat_whole_encrypted_packet_in_both_dialects() {
     let inner = Packet::decode_exact(inner, &Limits::default()).unwrap();
     assert_eq!(inner.packet_type, PacketType::STREAM_START);
     let session_id: [u8; 16] = hex(&k["session_id"]).try_into().unwrap();
-    for dialect in [Dialect::Feb, Dialect::Head] {
-        let mut s = Session::new(dialect, hex32(&k["key"]), session_id);
+    for (dialect, &backend) in
+        [Dialect::Feb, Dialect::Head].into_iter().flat_map(|d| Backend::ALL.iter().map(move |b| (d, b)))
+    {
+        let mut s = Session::with_backend(backend, dialect, hex32(&k["key"]), session_id);
         let name = dialect.to_string();
         assert_eq!(s.nonce(1).to_vec(), hex(&k[&name]["nonce"]));
         let wire = s.encrypt(&inner).unwrap().encode();
-        assert_eq!(wire, hex(&k[&name]["packet"]), "{dialect}");
+        assert_eq!(wire, hex(&k[&name]["packet"]), "{dialect} on {backend}");
         let outer = Packet::decode_exact(wire.into(), &Limits::default()).unwrap();
-        assert_eq!(s.decrypt(&outer).unwrap(), inner);
+        assert_eq!(s.decrypt(&outer).unwrap(), inner, "{dialect} on {backend}");
     }
 }

@@ -4,6 +4,8 @@
 //! * [`handshake`]: the sans-IO [`ServerHandshake`] and [`ClientHandshake`] state machines, TCP
 //!   (client speaks first, 4.3) and WebSocket (server speaks first, 4.4).
 //! * [`session`]: [`Session`], XSalsa20-Poly1305 packet encryption in the 1200 wrapper (4.5).
+//! * [`secretbox`]: [`SecretBox`], the one seam to the XSalsa20-Poly1305 implementation; the
+//!   [`Backend`] (pure-Rust SIMD `dryoc` by default, libsodium, RustCrypto) is chosen by cargo feature.
 //! * [`messages`]: the handshake payloads (KEY_EXCHANGE_INIT/RESP, AUTH_RESPONSE, SERVER_AUTH_RESP).
 //! * [`primitives`]: key derivation, Argon2id password key and HMAC proofs, all from audited crates.
 //!
@@ -15,6 +17,7 @@ pub mod handshake;
 mod kat_tests;
 pub mod messages;
 pub mod primitives;
+pub mod secretbox;
 pub mod session;
 #[cfg(test)]
 mod tests;
@@ -26,6 +29,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use crate::codec::{CodecError, Dialect, PacketType};
 
 pub use handshake::{ClientHandshake, HandshakeEvent, ServerHandshake};
+pub use secretbox::{Backend, SecretBox};
 pub use session::{Opener, RekeyOutcome, Session};
 
 /// The crypto mode a client asks for in PROTOCOL_VERSION's `supports_encryption` byte (ACIP-SPEC.md 4.2).

@@ -9,18 +9,18 @@
 //! One key serves both directions (4.1). The nonce is this sender's 16-byte random session id followed
 //! by an 8-byte counter starting at 1: little-endian in `feb`, big-endian in `head` (section 10 row 2).
 //! Receivers take the nonce from the packet and, like the real ones, check no replay or order.
+//!
+//! The cipher is reached only through [`SecretBox`], the backend seam (see [`super::secretbox`]).
 
-use crypto_secretbox::aead::AeadInPlace;
-use crypto_secretbox::{KeyInit, Nonce, Tag, XSalsa20Poly1305};
-
+use super::secretbox::{Backend, SecretBox};
 use super::CryptoError;
 use crate::codec::{Dialect, Packet, PacketType, HEADER_LEN};
 use crate::crc::crc32c;
 
 /// Nonce bytes at the start of the ciphertext.
-pub const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = super::secretbox::NONCE_LEN;
 /// Poly1305 tag bytes after the nonce.
-pub const MAC_LEN: usize = 16;
+pub const MAC_LEN: usize = super::secretbox::MAC_LEN;
 /// Bytes an encrypted packet's payload adds to its inner packet.
 pub const OVERHEAD: usize = NONCE_LEN + MAC_LEN;
 /// CRYPTO_MAX_PLAINTEXT_SIZE: inner header + payload (ACIP-SPEC.md 1.3).
@@ -38,7 +38,7 @@ pub enum RekeyOutcome {
 /// and decrypts incoming ones (`&self`: no replay state, as in the real code).
 pub struct Session {
     dialect: Dialect,
-    cipher: XSalsa20Poly1305,
+    cipher: SecretBox,
     session_id: [u8; 16],
     /// The counter of the next packet sent (starts at 1).
     next_counter: u64,
@@ -50,6 +50,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("dialect", &self.dialect)
+            .field("backend", &self.cipher.backend())
             .field("session_id", &self.session_id)
             .field("next_counter", &self.next_counter)
             .finish_non_exhaustive()
@@ -57,11 +58,17 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// A session over `key` whose outgoing nonces start with `session_id`.
+    /// A session over `key` whose outgoing nonces start with `session_id`, on [`Backend::DEFAULT`].
     pub fn new(dialect: Dialect, key: [u8; 32], session_id: [u8; 16]) -> Self {
+        Session::with_backend(Backend::DEFAULT, dialect, key, session_id)
+    }
+
+    /// As [`Session::new`] on a chosen cipher backend (benches and cross-checks: every backend puts the
+    /// same bytes on the wire).
+    pub fn with_backend(backend: Backend, dialect: Dialect, key: [u8; 32], session_id: [u8; 16]) -> Self {
         Session {
             dialect,
-            cipher: XSalsa20Poly1305::new(&key.into()),
+            cipher: SecretBox::with_backend(backend, &key),
             session_id,
             next_counter: 1,
             max_plaintext: MAX_PLAINTEXT,
@@ -71,6 +78,11 @@ impl Session {
     /// The dialect (decides the counter byte order).
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The cipher backend sealing and opening this session's packets.
+    pub fn backend(&self) -> Backend {
+        self.cipher.backend()
     }
 
     /// The counter the next [`Session::encrypt`] will use.
@@ -110,14 +122,8 @@ impl Session {
         let nonce = self.nonce(counter);
         let mut out = Vec::with_capacity(OVERHEAD + inner_len);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&[0u8; MAC_LEN]);
-        out.extend_from_slice(&packet.header().to_bytes());
-        out.extend_from_slice(&packet.payload);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", &mut out[OVERHEAD..])
-            .map_err(|_| CryptoError::PlaintextTooLarge { size: inner_len, limit: self.max_plaintext })?;
-        out[NONCE_LEN..OVERHEAD].copy_from_slice(&tag);
+        // MAC ‖ ciphertext of inner header ‖ payload, the payload copied once (into `out`).
+        self.cipher.seal_into(&nonce, &[&packet.header().to_bytes(), &packet.payload], &mut out);
         Ok(Packet::new(PacketType::ENCRYPTED, out))
     }
 
@@ -149,7 +155,7 @@ impl Session {
 /// The decrypting half of a [`Session`] (see [`Session::opener`]): no counter, nothing to advance.
 #[derive(Clone)]
 pub struct Opener {
-    cipher: XSalsa20Poly1305,
+    cipher: SecretBox,
 }
 
 impl std::fmt::Debug for Opener {
@@ -165,7 +171,7 @@ impl Opener {
     }
 }
 
-fn open(cipher: &XSalsa20Poly1305, packet: &Packet) -> Result<Packet, CryptoError> {
+fn open(cipher: &SecretBox, packet: &Packet) -> Result<Packet, CryptoError> {
     if packet.packet_type != PacketType::ENCRYPTED {
         return Err(CryptoError::NotEncrypted(packet.packet_type));
     }
@@ -173,10 +179,9 @@ fn open(cipher: &XSalsa20Poly1305, packet: &Packet) -> Result<Packet, CryptoErro
     if ct.len() < OVERHEAD {
         return Err(CryptoError::CiphertextTooShort { len: ct.len() });
     }
-    let nonce = Nonce::from_slice(&ct[..NONCE_LEN]);
-    let tag = Tag::from_slice(&ct[NONCE_LEN..OVERHEAD]);
-    let mut plain = ct[OVERHEAD..].to_vec();
-    cipher.decrypt_in_place_detached(nonce, b"", &mut plain, tag).map_err(|_| CryptoError::BadMac)?;
+    let (nonce, sealed) = ct.split_at(NONCE_LEN);
+    let nonce: &[u8; NONCE_LEN] = nonce.try_into().expect("NONCE_LEN bytes");
+    let plain = cipher.open(nonce, sealed).map_err(|_| CryptoError::BadMac)?;
     if plain.len() < HEADER_LEN {
         return Err(CryptoError::InnerTooShort { len: plain.len() });
     }
