@@ -63,6 +63,20 @@ const PIPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest log line kept in the tail.
 const MAX_TAIL_LINE: usize = 4096;
 
+/// While the child is held at a fatal signal, the grace period's SIGKILL waits this long at a time ...
+const KILL_POSTPONE: Duration = Duration::from_millis(500);
+/// ... at most this many times (60 s): a capture that takes longer is abandoned.
+const MAX_KILL_POSTPONES: u32 = 120;
+
+/// Is any thread of `pid` in ptrace's "tracing stop" (held by our tracer)?
+fn held_by_tracer(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("status"))
+            .is_ok_and(|st| st.lines().any(|l| l.starts_with("State:") && l.contains("t (tracing stop)")))
+    })
+}
+
 /// Largest accepted `--tail` (lines of at most [`MAX_TAIL_LINE`] bytes are held in memory).
 pub const MAX_TAIL: usize = 10_000;
 
@@ -515,6 +529,7 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
 
     let mut forwarded = Vec::new();
     let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut postponed = 0u32;
     let status = loop {
         let forward = tokio::select! {
             r = &mut ended => match r {
@@ -533,6 +548,13 @@ pub async fn supervise(args: &Args) -> crate::Result<Run> {
                 continue;
             }
             _ = async { tokio::time::sleep_until(kill_at.expect("guarded")).await }, if kill_at.is_some() => {
+                // A child held at a fatal signal is being captured (unwinding every thread of a large
+                // program takes seconds): its crash is what the grace period was waiting for, so wait on.
+                if held_by_tracer(pid) && postponed < MAX_KILL_POSTPONES {
+                    postponed += 1;
+                    kill_at = Some(tokio::time::Instant::now() + KILL_POSTPONE);
+                    continue;
+                }
                 let _ = kill(child_pid, Signal::SIGKILL);
                 kill_at = None;
                 forwarded.push("SIGKILL (grace period over)".to_string());

@@ -567,9 +567,17 @@ pub async fn check(args: &Args, out: &std::path::Path) -> crate::Result<CheckRun
         results.extend(got);
         i = end;
     }
-    if let Some(mut s) = checker.server.take() {
-        s.stop(checker.grace).await;
-        checker.generations.push((s.generation, "stopped at the end of the check".into()));
+    checker.stop_server("stopped at the end of the check").await;
+    let stops = checker.stops;
+    for (how, (n, e)) in std::mem::take(&mut checker.shutdown_crashes) {
+        checker.findings.push(Finding {
+            what: format!("the server crashes when stopped with SIGTERM: {how} ({n} of {stops} stops)"),
+            detail: format!(
+                "crash report {}; {}",
+                e.dir.join("crash.md").display(),
+                e.backtrace.iter().take(8).cloned().collect::<Vec<_>>().join(" | ")
+            ),
+        });
     }
     Ok(CheckRun {
         results,

@@ -25,6 +25,8 @@ pub const MAX_LOG_LINE: usize = 1_000;
 pub const START_TAIL: usize = 15;
 /// Pause between readiness probes while a server starts.
 const READY_POLL: Duration = Duration::from_millis(50);
+/// How long a server that crashed while being stopped may take to be captured by supervise.
+const CAPTURE_LIMIT: Duration = Duration::from_secs(60);
 /// How long a hang snapshot (SIGQUIT to the supervisor) may take to appear.
 const SNAPSHOT_LIMIT: Duration = Duration::from_secs(10);
 
@@ -274,8 +276,12 @@ impl Server {
         let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
         // supervise itself escalates to SIGKILL after its own grace; this bounds the supervisor too.
         if tokio::time::timeout(grace + Duration::from_secs(2), self.wait_ended()).await.is_err() {
-            let _ = self.child.start_kill();
-            let _ = self.wait_ended().await;
+            // A server that crashed on the way out is being captured by supervise: let it finish.
+            let capture = if self.dying() { CAPTURE_LIMIT } else { Duration::ZERO };
+            if tokio::time::timeout(capture, self.wait_ended()).await.is_err() {
+                let _ = self.child.start_kill();
+                let _ = self.wait_ended().await;
+            }
         }
         self.ended.clone()
     }
@@ -441,5 +447,11 @@ mod tests {
             vec!["[stderr] reference-server: cannot bind 127.0.0.1:1: Address already in use".to_string()];
         assert!(bind_diagnosis(None, &tail).unwrap().contains("Address already in use"));
         assert_eq!(bind_diagnosis(None, &["[stdout] hello".into()]), None);
+        let ended =
+            |how: &str| Ended { how: how.into(), crashed: false, dir: PathBuf::new(), backtrace: Vec::new() };
+        assert!(crashed_on_shutdown(&ended("SIGABRT")) && crashed_on_shutdown(&ended("SIGSEGV")));
+        for clean in ["SIGTERM", "SIGKILL", "exit 0", "exit 1"] {
+            assert!(!crashed_on_shutdown(&ended(clean)), "{clean}");
+        }
     }
 }
