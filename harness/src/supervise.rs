@@ -68,13 +68,26 @@ const KILL_POSTPONE: Duration = Duration::from_millis(500);
 /// ... at most this many times (60 s): a capture that takes longer is abandoned.
 const MAX_KILL_POSTPONES: u32 = 120;
 
-/// Is any thread of `pid` in ptrace's "tracing stop" (held by our tracer)?
+/// The `State:` line of every thread of `pid` (`/proc/PID/task/TID/status`); empty when it is gone.
+pub fn thread_states(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let st = std::fs::read_to_string(t.path().join("status")).ok()?;
+            st.lines().find(|l| l.starts_with("State:")).map(str::to_string)
+        })
+        .collect()
+}
+
+/// Is a thread in this `State:` line held by a tracer (ptrace's "tracing stop")?
+pub fn is_tracing_stop(state: &str) -> bool {
+    state.contains("t (tracing stop)")
+}
+
+/// Is any thread of `pid` held by our tracer?
 fn held_by_tracer(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
-    tasks.flatten().any(|t| {
-        std::fs::read_to_string(t.path().join("status"))
-            .is_ok_and(|st| st.lines().any(|l| l.starts_with("State:") && l.contains("t (tracing stop)")))
-    })
+    thread_states(pid).iter().any(|s| is_tracing_stop(s))
 }
 
 /// Largest accepted `--tail` (lines of at most [`MAX_TAIL_LINE`] bytes are held in memory).

@@ -230,14 +230,9 @@ impl Server {
     /// ptrace's "tracing stop": being captured, its report is coming), or no process under the supervisor
     /// is running any more (exited, or a zombie not yet reaped).
     pub fn dying(&self) -> bool {
-        let states: Vec<String> = descendants(self.pid)
-            .iter()
-            .filter_map(|pid| {
-                let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-                st.lines().find(|l| l.starts_with("State:")).map(str::to_string)
-            })
-            .collect();
-        states.iter().any(|s| s.contains("t (tracing stop)"))
+        let states: Vec<String> =
+            descendants(self.pid).into_iter().flat_map(crate::supervise::thread_states).collect();
+        states.iter().any(|s| crate::supervise::is_tracing_stop(s))
             || !states.iter().any(|s| !s.contains("Z (zombie)") && !s.contains("X (dead)"))
     }
 
