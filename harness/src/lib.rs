@@ -8,6 +8,7 @@ pub mod cli;
 pub mod conformance;
 pub mod dissector;
 pub mod error;
+pub mod http;
 pub mod paths;
 pub mod peer;
 pub mod probe;

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -54,21 +53,13 @@ impl Drop for PageServer {
 }
 
 async fn serve(mut stream: TcpStream) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let path = loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_string(),
-            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
-            _ => return respond(&mut stream, "400 Bad Request", "text/plain", b"bad request\n").await,
-        }
+    let parsed = match crate::http::read_head(&mut stream, MAX_HEAD).await {
+        Ok(head) => crate::http::request_line(&head),
+        Err(e) if e.starts_with("connection closed") => return Ok(()),
+        Err(e) => Err(e),
+    };
+    let Ok((_, path)) = parsed else {
+        return respond(&mut stream, "400 Bad Request", "text/plain", b"bad request\n").await;
     };
     let path = path.split('?').next().unwrap_or("/");
     match path {
@@ -83,12 +74,5 @@ async fn serve(mut stream: TcpStream) -> std::io::Result<()> {
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &[u8]) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
+    crate::http::respond(stream, status, ctype, body).await
 }

@@ -175,17 +175,17 @@ impl Drop for Gate {
 
 /// Serves one connection: one request, one answer, close.
 async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(h)) => h,
-        Ok(Err(why)) => return respond(&mut stream, 400, &serde_json::json!({ "error": why })).await,
-        Err(_) => return,
+    let head =
+        match tokio::time::timeout(HEAD_TIMEOUT, crate::http::read_head(&mut stream, MAX_HEAD_BYTES)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(why)) => return respond(&mut stream, 400, &serde_json::json!({ "error": why })).await,
+            Err(_) => return,
+        };
+    let (method, target) = match crate::http::request_line(&head) {
+        Ok(line) => line,
+        Err(why) => return respond(&mut stream, 400, &serde_json::json!({ "error": why })).await,
     };
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut headers);
-    if !matches!(req.parse(&head), Ok(httparse::Status::Complete(_))) {
-        return respond(&mut stream, 400, &serde_json::json!({ "error": "malformed request" })).await;
-    }
-    let (method, target) = (req.method.unwrap_or(""), req.path.unwrap_or(""));
+    let (method, target) = (method.as_str(), target.as_str());
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match (method, path) {
         ("GET", "/start") => {
@@ -218,40 +218,15 @@ fn shard_of(query: &str) -> Result<Option<u32>, String> {
     Ok(None)
 }
 
-/// Reads up to the end of a request head (`\r\n\r\n`), at most [`MAX_HEAD_BYTES`].
-async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed before the end of the request head".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(buf);
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Err(format!("request head over {MAX_HEAD_BYTES} bytes"));
-        }
-    }
-}
-
 async fn respond(stream: &mut TcpStream, status: u16, body: &impl Serialize) {
     let body = serde_json::to_string(body).unwrap_or_default();
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        _ => "Method Not Allowed",
+    let status = match status {
+        200 => "200 OK",
+        400 => "400 Bad Request",
+        404 => "404 Not Found",
+        _ => "405 Method Not Allowed",
     };
-    let msg = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(msg.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    let _ = crate::http::respond(stream, status, "application/json", body.as_bytes()).await;
 }
 
 /// `harness start-gate`: serves until killed (or `--linger` after the release).
