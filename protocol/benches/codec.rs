@@ -4,6 +4,11 @@
 //! The `conn_*` rows run the same bytes through `acip::conn` (the receive side alone, and a whole server
 //! connection), so the cost of the connection object over the bare decoders shows in the same run.
 //!
+//! The `frame_*` rows are the send side of the test pattern (issue 15): the reference client's frame build
+//! as it was (zeroed buffer, render, the pattern's checksum pass, the packet CRC pass) beside the lean one
+//! (rows appended into a reused buffer, every CRC from the rows' CRCs), and the receiver's pattern check
+//! as a pass beside the one derived from the verified packet CRC.
+//!
 //! `cargo bench -p acip --bench codec -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -151,6 +156,47 @@ fn bench(c: &mut Criterion) {
                 }
             }
             black_box(packet.unwrap())
+        })
+    });
+    group.bench_function("frame_build_zeroed_render_two_crcs", |b| {
+        b.iter(|| {
+            let pixels = (WIDTH * HEIGHT * 3) as usize;
+            let mut buf = vec![0u8; 22 + 24 + pixels];
+            acip::pattern::render_into(WIDTH as u16, HEIGHT as u16, 7, 0, 1, &mut buf[46..]).unwrap();
+            let h = acip::Header::for_payload(PacketType::IMAGE_FRAME, &buf[22..]);
+            buf[..22].copy_from_slice(&h.to_bytes());
+            black_box(buf)
+        })
+    });
+
+    group.bench_function("frame_build_renderer_reused_buffer", |b| {
+        let mut r = acip::pattern::PatternRenderer::new(WIDTH as u16, HEIGHT as u16).unwrap();
+        let mut pool = bytes::BytesMut::new();
+        let mut seq = 0;
+        b.iter(|| {
+            pool.reserve(46 + r.frame_len());
+            pool.extend_from_slice(&[0u8; 46]);
+            seq += 1;
+            let crc = r.render_append(seq, 0, 1, acip::crc::crc32c(&[0u8; 24]), &mut pool);
+            black_box((crc, pool.split()))
+        })
+    });
+
+    let pattern_packet = {
+        let mut pixels = Vec::new();
+        acip::pattern::render(WIDTH as u16, HEIGHT as u16, 3, 0, 1, &mut pixels).unwrap();
+        let mut payload = vec![0u8; 24];
+        payload.extend_from_slice(&pixels);
+        Packet::new(PacketType::IMAGE_FRAME, payload)
+    };
+    let pattern_crc = pattern_packet.header().crc32;
+    group.bench_function("frame_check_pattern_pass", |b| {
+        b.iter(|| black_box(acip::pattern::inspect(&black_box(&pattern_packet).payload[24..]).unwrap()))
+    });
+    group.bench_function("frame_check_pattern_from_packet_crc", |b| {
+        let mut checker = acip::pattern::PatternChecker::new();
+        b.iter(|| {
+            black_box(checker.inspect_verified(&black_box(&pattern_packet).payload, 24, pattern_crc).unwrap())
         })
     });
     group.finish();

@@ -25,9 +25,17 @@
 //! plus a bright horizontal band that moves down, so an ASCII rendering of it changes every frame.
 //! Rendering copies one template row, so it costs about one `memcpy` of the frame.
 //!
+//! Two ways to render: [`render`] / [`render_into`] draw the frame and then run the checksum over it (the
+//! straightforward reference), while a [`PatternRenderer`] appends the rows to a buffer and gets every CRC
+//! from the CRCs of the two kinds of row (bars and band) with [`ZerosOp`], so a sender's only pass over
+//! the pixels is writing them. It also returns the CRC-32C of the packet payload around the pixels, so the
+//! packet header needs no pass either. On the receiving side, [`PatternChecker`] checks the frame checksum
+//! of a payload whose packet CRC the codec already verified, again without a second pass. Tests compare
+//! both with the straightforward computation.
+//!
 //! Sans-IO: no clock is read; the send time is an argument.
 
-use crate::crc::{crc32c, crc32c_append};
+use crate::crc::{crc32c, crc32c_append, ZerosOp};
 
 /// Bytes of the embedded header (the first 10⅔ pixels).
 pub const PATTERN_HEADER_LEN: usize = 32;
@@ -104,15 +112,8 @@ pub fn render_into(
     }
     let row_len = w * 3;
 
-    // Row 0 is the template: vertical bars, eight across the frame (at least 1 pixel each), moving right.
-    let bar_width = (w / 8).max(1);
-    let shift = (seq as usize).wrapping_mul(BAR_STEP) % w;
-    for (x, px) in out[..row_len].chunks_exact_mut(3).enumerate() {
-        let bar = ((x + w - shift) % w) / bar_width % 8;
-        // Luminance 0..=245 in eight steps, tinted so colour renderers have something to show.
-        let l = (bar * 35) as u8;
-        px.copy_from_slice(&[l, l.saturating_add(10), l / 2 + 60]);
-    }
+    // Row 0 is the template, copied to every row.
+    template_row(w, seq, &mut out[..row_len]);
     let (template, rest) = out.split_at_mut(row_len);
     for row in rest.chunks_exact_mut(row_len) {
         row.copy_from_slice(template);
@@ -131,14 +132,19 @@ pub fn render_into(
 }
 
 fn write_header(out: &mut [u8], width: u16, height: u16, seq: u64, send_time_us: u64, tag: u32) {
+    write_fields(out, width, height, seq, send_time_us, tag);
+    let sum = checksum(out);
+    out[CHECKSUM_OFFSET..PATTERN_HEADER_LEN].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// The header fields before the checksum.
+fn write_fields(out: &mut [u8], width: u16, height: u16, seq: u64, send_time_us: u64, tag: u32) {
     out[0..4].copy_from_slice(&PATTERN_MAGIC);
     out[4..6].copy_from_slice(&width.to_be_bytes());
     out[6..8].copy_from_slice(&height.to_be_bytes());
     out[8..16].copy_from_slice(&seq.to_be_bytes());
     out[16..24].copy_from_slice(&send_time_us.to_be_bytes());
     out[24..28].copy_from_slice(&tag.to_be_bytes());
-    let sum = checksum(out);
-    out[CHECKSUM_OFFSET..PATTERN_HEADER_LEN].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// CRC-32C over the whole frame except the checksum field.
@@ -148,6 +154,16 @@ fn checksum(frame: &[u8]) -> u32 {
 
 /// Checks a frame's magic, size and checksum and returns its header.
 pub fn inspect(pixels: &[u8]) -> Result<PatternInfo, PatternError> {
+    let (info, expected) = check_fields(pixels)?;
+    let actual = checksum(pixels);
+    if expected != actual {
+        return Err(PatternError::ChecksumMismatch { expected, actual });
+    }
+    Ok(info)
+}
+
+/// Magic and size checks; the header fields and the checksum the frame carries.
+fn check_fields(pixels: &[u8]) -> Result<(PatternInfo, u32), PatternError> {
     if pixels.len() < PATTERN_HEADER_LEN {
         return Err(PatternError::TooShort { len: pixels.len() });
     }
@@ -162,12 +178,153 @@ pub fn inspect(pixels: &[u8]) -> Result<PatternInfo, PatternError> {
     if width as usize * height as usize * 3 != pixels.len() {
         return Err(PatternError::SizeMismatch { width, height, len: pixels.len() });
     }
-    let expected = be32(CHECKSUM_OFFSET);
-    let actual = checksum(pixels);
-    if expected != actual {
-        return Err(PatternError::ChecksumMismatch { expected, actual });
+    let info = PatternInfo { width, height, seq: be64(8), send_time_us: be64(16), tag: be32(24) };
+    Ok((info, be32(CHECKSUM_OFFSET)))
+}
+
+/// The template row of frame `seq`: vertical bars, eight across the frame (at least 1 pixel each), moving
+/// right by [`BAR_STEP`] pixels per frame.
+fn template_row(w: usize, seq: u64, row: &mut [u8]) {
+    let bar_width = (w / 8).max(1);
+    let shift = (seq as usize).wrapping_mul(BAR_STEP) % w;
+    for (x, px) in row.chunks_exact_mut(3).enumerate() {
+        let bar = ((x + w - shift) % w) / bar_width % 8;
+        // Luminance 0..=245 in eight steps, tinted so colour renderers have something to show.
+        let l = (bar * 35) as u8;
+        px.copy_from_slice(&[l, l.saturating_add(10), l / 2 + 60]);
     }
-    Ok(PatternInfo { width, height, seq: be64(8), send_time_us: be64(16), tag: be32(24) })
+}
+
+/// Renders the pattern of one frame size with no pass over the pixels but the one that writes them.
+///
+/// The frame is `h` rows, each either the bar template of this `seq` or the band row (all 0xF0); the
+/// embedded header replaces the first 32 bytes. The CRC of everything after the header is built row by
+/// row from the two rows' CRCs (`crc(A ‖ row) = Z_row(crc(A)) ^ crc(row)`), and the header's CRC is put in
+/// front of it with `Z_rest`. Output is byte for byte what [`render_into`] draws (see the proptest).
+#[derive(Debug, Clone)]
+pub struct PatternRenderer {
+    width: u16,
+    height: u16,
+    /// The band row and its CRC.
+    band: Vec<u8>,
+    band_crc: u32,
+    /// Scratch for the bar row of the frame being drawn.
+    bars: Vec<u8>,
+    /// `Z` for one row, and for everything after the header. `None` for frames whose rows are shorter
+    /// than the header, which are drawn the straightforward way.
+    ops: Option<(ZerosOp, ZerosOp)>,
+}
+
+impl PatternRenderer {
+    /// A renderer for `width x height` frames.
+    pub fn new(width: u16, height: u16) -> Result<PatternRenderer, PatternError> {
+        let (w, h) = (width as usize, height as usize);
+        if w * h < MIN_PIXELS {
+            return Err(PatternError::FrameTooSmall { width, height });
+        }
+        let row_len = w * 3;
+        let band = vec![0xF0; row_len];
+        let ops = (row_len >= PATTERN_HEADER_LEN)
+            .then(|| (ZerosOp::new(row_len), ZerosOp::new(row_len * h - PATTERN_HEADER_LEN)));
+        Ok(PatternRenderer { width, height, band_crc: crc32c(&band), band, bars: vec![0; row_len], ops })
+    }
+
+    /// Width and height in pixels.
+    pub fn size(&self) -> (u16, u16) {
+        (self.width, self.height)
+    }
+
+    /// Bytes of one frame (`width * height * 3`).
+    pub fn frame_len(&self) -> usize {
+        self.width as usize * self.height as usize * 3
+    }
+
+    /// Appends frame `seq` to `out` and returns `crc32c(prefix ‖ frame)`, where `prefix_crc` is the CRC-32C
+    /// of the bytes the caller put in front of the frame in its packet payload (the IMAGE_FRAME header),
+    /// or 0 for none. `out` is only appended to: nothing is zeroed first.
+    pub fn render_append<B>(
+        &mut self,
+        seq: u64,
+        send_time_us: u64,
+        tag: u32,
+        prefix_crc: u32,
+        out: &mut B,
+    ) -> u32
+    where
+        B: bytes::BufMut + AsMut<[u8]>,
+    {
+        let (width, height) = (self.width, self.height);
+        let Some((row_op, rest_op)) = &self.ops else {
+            // Rows shorter than the header: tiny frames, drawn and summed the straightforward way.
+            let mut frame = Vec::new();
+            render(width, height, seq, send_time_us, tag, &mut frame).expect("size checked in new");
+            out.put_slice(&frame);
+            return crc32c_append(prefix_crc, &frame);
+        };
+        let h = height as usize;
+        template_row(width as usize, seq, &mut self.bars);
+        let bars_crc = crc32c(&self.bars);
+        let band_rows = (h / 8).max(1);
+        let top = (seq % h as u64) as usize;
+        let in_band = |y: usize| (y + h - top) % h < band_rows;
+
+        let start = out.as_mut().len();
+        let mut header = [0u8; PATTERN_HEADER_LEN];
+        write_fields(&mut header, width, height, seq, send_time_us, tag);
+        out.put_slice(&header);
+        let first = if in_band(0) { &self.band } else { &self.bars };
+        out.put_slice(&first[PATTERN_HEADER_LEN..]);
+        let mut rest_crc = crc32c(&first[PATTERN_HEADER_LEN..]);
+        for y in 1..h {
+            let (row, row_crc) =
+                if in_band(y) { (&self.band, self.band_crc) } else { (&self.bars, bars_crc) };
+            out.put_slice(row);
+            rest_crc = row_op.combine(rest_crc, row_crc);
+        }
+        let sum = rest_op.combine(crc32c(&header[..CHECKSUM_OFFSET]), rest_crc);
+        header[CHECKSUM_OFFSET..].copy_from_slice(&sum.to_be_bytes());
+        out.as_mut()[start + CHECKSUM_OFFSET..start + PATTERN_HEADER_LEN].copy_from_slice(&sum.to_be_bytes());
+        rest_op.combine(crc32c_append(prefix_crc, &header), rest_crc)
+    }
+}
+
+/// Checks test-pattern frames inside payloads whose CRC-32C is already known and verified (the packet CRC
+/// a codec checked against the bytes): the frame checksum is derived from it, with no second pass. For a
+/// payload `P = prefix ‖ H ‖ R` (H the 32-byte pattern header), `crc(P) = Z_R(crc(prefix ‖ H)) ^ crc(R)`
+/// and the frame checksum is `Z_R(crc(H[..28])) ^ crc(R)`, so the checksum is
+/// `crc(P) ^ Z_R(crc(prefix ‖ H) ^ crc(H[..28]))`. Keeps the `Z_R` of the last frame size.
+#[derive(Debug, Clone, Default)]
+pub struct PatternChecker {
+    rest_op: Option<ZerosOp>,
+}
+
+impl PatternChecker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// As [`inspect`] for the frame at `payload[pixels_at..]`, given `payload_crc == crc32c(payload)`,
+    /// which the caller must have verified against these bytes. Same errors, same values.
+    pub fn inspect_verified(
+        &mut self,
+        payload: &[u8],
+        pixels_at: usize,
+        payload_crc: u32,
+    ) -> Result<PatternInfo, PatternError> {
+        let pixels = payload.get(pixels_at..).unwrap_or_default();
+        let (info, expected) = check_fields(pixels)?;
+        let rest = pixels.len() - PATTERN_HEADER_LEN;
+        let op = match &mut self.rest_op {
+            Some(op) if op.len() == rest => op,
+            slot => slot.insert(ZerosOp::new(rest)),
+        };
+        let head = crc32c(&payload[..pixels_at + PATTERN_HEADER_LEN]) ^ crc32c(&pixels[..CHECKSUM_OFFSET]);
+        let actual = payload_crc ^ op.apply(head);
+        if expected != actual {
+            return Err(PatternError::ChecksumMismatch { expected, actual });
+        }
+        Ok(info)
+    }
 }
 
 /// How many sequence numbers behind the highest one [`SequenceTracker`] remembers individually.
@@ -374,6 +531,49 @@ mod tests {
             let i = pos.index(out.len());
             out[i] ^= flip;
             prop_assert!(inspect(&out).is_err());
+        }
+
+        /// The lean renderer draws the same bytes as the reference and returns the CRC a pass would give.
+        #[test]
+        fn proptest_renderer_matches_render(
+            w in 1u16..80, h in 1u16..60, seqs in prop::collection::vec(any::<u64>(), 1..4), t: u64, tag: u32,
+            prefix in prop::collection::vec(any::<u8>(), 0..30),
+        ) {
+            let Ok(mut r) = PatternRenderer::new(w, h) else {
+                prop_assert!((w as usize * h as usize) < MIN_PIXELS);
+                return Ok(());
+            };
+            let mut out = bytes::BytesMut::new();
+            for seq in seqs {
+                out.clear();
+                out.extend_from_slice(&prefix);
+                let crc = r.render_append(seq, t, tag, crc32c(&prefix), &mut out);
+                let mut want = Vec::new();
+                render(w, h, seq, t, tag, &mut want).unwrap();
+                prop_assert_eq!(&out[prefix.len()..], &want[..]);
+                prop_assert_eq!(crc, crc32c(&out));
+                prop_assert_eq!(r.frame_len(), want.len());
+            }
+        }
+
+        /// The derived check gives what `inspect` gives, intact or with any byte changed (the payload CRC
+        /// being the one of the changed bytes, as a codec would have verified it).
+        #[test]
+        fn proptest_checker_matches_inspect(
+            w in 4u16..64, h in 3u16..48, seq: u64, prefix in prop::collection::vec(any::<u8>(), 0..30),
+            pos in any::<prop::sample::Index>(), flip: u8,
+        ) {
+            let mut payload = prefix.clone();
+            let mut frame = Vec::new();
+            render(w, h, seq, 99, 5, &mut frame).unwrap();
+            payload.extend_from_slice(&frame);
+            let i = prefix.len() + pos.index(frame.len());
+            payload[i] ^= flip;
+            let mut c = PatternChecker::new();
+            let got = c.inspect_verified(&payload, prefix.len(), crc32c(&payload));
+            prop_assert_eq!(&got, &inspect(&payload[prefix.len()..]));
+            // The cached operator serves the next frame of the same size.
+            prop_assert_eq!(c.inspect_verified(&payload, prefix.len(), crc32c(&payload)), got);
         }
 
         #[test]

@@ -24,9 +24,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use acip::codec::payloads::{ClientCapabilities, ImageFrame, Payload, StreamStart};
 use acip::conn::{Conn, ConnConfig, Event as ConnEvent, Input as ConnInput, Output};
 use acip::crypto::{CryptoError, Password, Session, Transport};
+use acip::pattern::PatternRenderer;
 use acip::stats::Stage;
 use acip::{Dialect, Header, Limits, Packet, PacketType};
-use bytes::Bytes;
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -96,10 +97,55 @@ fn parse_key(raw: &[u8]) -> std::result::Result<ed25519_dalek::SigningKey, &'sta
 
 /// What the writer puts on the wire for one packet.
 enum Body {
-    /// Already encoded (a plaintext session, or a handshake-class packet).
-    Wire(Bytes),
+    /// Already encoded (a plaintext session, or a handshake-class packet). Mutable: on WebSocket the writer
+    /// masks it in place.
+    Wire(BytesMut),
     /// To be sealed by the writer, which alone owns the session's sealing key.
     Seal(Packet),
+    /// An encoded packet behind [`Session::SEAL_PREFIX`] bytes of room, sealed where it lies by the
+    /// writer ([`Session::encrypt_in_place`]): the frame path, with no copy of the pixels.
+    SealInPlace(BytesMut),
+}
+
+/// Builds IMAGE_FRAMEs with one pass over the pixels (writing them): the pattern's CRCs come from its rows'
+/// CRCs ([`PatternRenderer`]), and the buffer of the previous frame is reused once the writer has
+/// dropped it (nothing is zeroed or allocated per frame).
+struct FrameBuilder {
+    renderer: PatternRenderer,
+    /// Empty; its capacity is reclaimed from the last frame handed out once that one is dropped.
+    pool: BytesMut,
+}
+
+impl FrameBuilder {
+    fn new(w: u16, h: u16) -> Result<FrameBuilder> {
+        let renderer = PatternRenderer::new(w, h).map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(FrameBuilder { renderer, pool: BytesMut::new() })
+    }
+
+    /// Frame `seq` as an encoded IMAGE_FRAME behind `room` free bytes (for the sealing prefix).
+    /// IMAGE_FRAME header (3.7): width, height, pixel_format RGB24, compressed_size 0, checksum 0,
+    /// timestamp 0; the packet CRC is the one the renderer returns.
+    fn build(&mut self, room: usize, seq: u64, intended_us: u64, tag: u32) -> BytesMut {
+        let FrameBuilder { renderer, pool } = self;
+        let payload_len = ImageFrame::HEADER_LEN + renderer.frame_len();
+        pool.reserve(room + HEADER_LEN + payload_len);
+        pool.put_bytes(0, room + HEADER_LEN);
+        let mut img = [0u8; ImageFrame::HEADER_LEN];
+        let (w, h) = renderer.size();
+        img[0..4].copy_from_slice(&u32::from(w).to_be_bytes());
+        img[4..8].copy_from_slice(&u32::from(h).to_be_bytes());
+        img[8..12].copy_from_slice(&ImageFrame::RGB24.to_be_bytes());
+        pool.put_slice(&img);
+        let crc = renderer.render_append(seq, intended_us, tag, acip::crc::crc32c(&img), pool);
+        let header = Header {
+            packet_type: PacketType::IMAGE_FRAME,
+            length: payload_len as u32,
+            crc32: crc,
+            client_id: 0,
+        };
+        pool[room..room + HEADER_LEN].copy_from_slice(&header.to_bytes());
+        pool.split()
+    }
 }
 
 /// One packet for the writer.
@@ -315,6 +361,8 @@ pub struct Client {
     reader: JoinHandle<()>,
     started: Instant,
     fragment: Option<usize>,
+    /// The frame path's renderer and buffer (only `send_frame` takes it, once per frame).
+    frames: Mutex<FrameBuilder>,
 }
 
 impl Client {
@@ -333,6 +381,7 @@ impl Client {
         observer: Option<SharedObserver>,
     ) -> Result<Client> {
         config.validate()?;
+        let frames = FrameBuilder::new(config.frame.0, config.frame.1)?;
         let started = Instant::now();
         let limit = config.connect_timeout;
         let (sink, source, mut conn, early) = tokio::time::timeout(limit, open(config, creds))
@@ -400,6 +449,7 @@ impl Client {
             reader,
             started,
             fragment,
+            frames: Mutex::new(frames),
         };
 
         // CLIENT_CAPABILITIES is the first post-handshake packet (4.3 step 10), then STREAM_START (9).
@@ -429,7 +479,7 @@ impl Client {
         if self.encrypted && Session::wants_encryption(packet.packet_type) {
             Body::Seal(packet)
         } else {
-            Body::Wire(Bytes::from(packet.encode()))
+            Body::Wire(BytesMut::from(&packet.encode()[..]))
         }
     }
 
@@ -472,31 +522,21 @@ impl Client {
             return Err(ClientError::Closed { code: c.code, reason: c.reason });
         }
         let t0 = Instant::now();
-        let (w, h) = self.config.frame;
-        let pixels = w as usize * h as usize * 3;
-        let mut buf = vec![0u8; HEADER_LEN + ImageFrame::HEADER_LEN + pixels];
-        // IMAGE_FRAME header (3.7): width, height, pixel_format RGB24, compressed_size 0, checksum 0,
-        // timestamp 0 — written in place so the pixels are rendered straight into the packet buffer.
-        let img = &mut buf[HEADER_LEN..HEADER_LEN + ImageFrame::HEADER_LEN];
-        img[0..4].copy_from_slice(&u32::from(w).to_be_bytes());
-        img[4..8].copy_from_slice(&u32::from(h).to_be_bytes());
-        img[8..12].copy_from_slice(&ImageFrame::RGB24.to_be_bytes());
-        acip::pattern::render_into(w, h, seq, intended_us, self.config.tag, &mut buf[HEADER_LEN + 24..])
-            .map_err(|e| ClientError::Config(e.to_string()))?;
-        let header = Header::for_payload(PacketType::IMAGE_FRAME, &buf[HEADER_LEN..]);
-        buf[..HEADER_LEN].copy_from_slice(&header.to_bytes());
-        let build = t0.elapsed();
-
-        let (body, wire_bytes) = if self.encrypted {
-            let mut b = Bytes::from(buf);
-            let packet = Packet::new(PacketType::IMAGE_FRAME, b.split_off(HEADER_LEN));
-            // ENCRYPTED header + nonce + MAC around the inner packet (ACIP-SPEC.md 4.5).
-            let sealed = HEADER_LEN + acip::crypto::session::OVERHEAD + HEADER_LEN + packet.payload.len();
-            (Body::Seal(packet), sealed)
-        } else {
-            let n = buf.len();
-            (Body::Wire(Bytes::from(buf)), n)
+        let (body, wire_bytes) = {
+            let mut frames = lock(&self.frames);
+            if self.encrypted {
+                // ENCRYPTED header + nonce + MAC in front of the inner packet (ACIP-SPEC.md 4.5), filled
+                // in by the writer when it seals.
+                let b = frames.build(Session::SEAL_PREFIX, seq, intended_us, self.config.tag);
+                let n = b.len();
+                (Body::SealInPlace(b), n)
+            } else {
+                let b = frames.build(0, seq, intended_us, self.config.tag);
+                let n = b.len();
+                (Body::Wire(b), n)
+            }
         };
+        let build = t0.elapsed();
         let concurrent = self.config.faults.concurrent_writers;
         let sent = self.enqueue(PacketType::IMAGE_FRAME, body, !concurrent).await?.unwrap_or_default();
         if concurrent {
@@ -652,7 +692,7 @@ async fn open(config: &ClientConfig, creds: &Credentials) -> Result<(WireSink, W
                     let t = Header::decode(&wire, &config.limits)
                         .map_or(PacketType::Unknown(0), |h| h.packet_type);
                     early.tx.push((t, wire.len()));
-                    sink.write_packet(wire, fragment).await?;
+                    sink.write_packet(BytesMut::from(wire), fragment).await?;
                 }
                 Output::Event(ConnEvent::HandshakeDone { .. }) => done = true,
                 // Packets the server sent in plaintext before the handshake ended (WebSocket, 4.4).
@@ -708,8 +748,8 @@ fn to_wire(
     sealer: &mut Option<Session>,
     out: &mut Outgoing,
     shared: &Shared,
-) -> std::result::Result<(Bytes, Duration), ClientError> {
-    match std::mem::replace(&mut out.body, Body::Wire(Bytes::new())) {
+) -> std::result::Result<(BytesMut, Duration), ClientError> {
+    match std::mem::replace(&mut out.body, Body::Wire(BytesMut::new())) {
         Body::Wire(b) => Ok((b, Duration::ZERO)),
         Body::Seal(p) => {
             let t = Instant::now();
@@ -723,7 +763,21 @@ fn to_wire(
             if out.done.is_none() && p.packet_type == PacketType::IMAGE_FRAME {
                 lock(&shared.report).record(Stage::ClientEncrypt, d);
             }
-            Ok((Bytes::from(sealed), d))
+            Ok((BytesMut::from(&sealed[..]), d))
+        }
+        Body::SealInPlace(mut b) => {
+            let t = Instant::now();
+            match sealer.as_mut() {
+                Some(s) => {
+                    s.encrypt_in_place(&mut b).map_err(|e| ClientError::Protocol(format!("encrypt: {e}")))?
+                }
+                None => b.advance(Session::SEAL_PREFIX),
+            }
+            let d = t.elapsed();
+            if out.done.is_none() && out.packet_type == PacketType::IMAGE_FRAME {
+                lock(&shared.report).record(Stage::ClientEncrypt, d);
+            }
+            Ok((b, d))
         }
     }
 }
@@ -747,7 +801,20 @@ async fn writer(
     shared: Arc<Shared>,
     fragment: Option<usize>,
 ) {
-    while let Some(mut out) = rx.recv().await {
+    let control = sink.control();
+    loop {
+        // Control frames tungstenite produced while reading (PONG, the CLOSE reply) go out between packets.
+        let next = tokio::select! {
+            m = rx.recv() => m,
+            () = wait_control(control.as_deref()) => {
+                if let Err(e) = sink.write_control().await {
+                    shared.set_fatal(&e);
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(mut out) = next else { break };
         let (wire, encrypt) = match to_wire(&mut sealer, &mut out, &shared) {
             Ok(w) => w,
             Err(e) => return write_failed(&shared, out, &e),
@@ -769,6 +836,13 @@ async fn writer(
         }
     }
     let _ = sink.close().await;
+}
+
+async fn wait_control(control: Option<&transport::Control>) {
+    match control {
+        Some(c) => c.ready().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The queue and the sealing key of the concurrent-writers fault: whichever writer takes a packet seals
@@ -804,7 +878,7 @@ fn spawn_concurrent_writers(
                 };
                 let (len, start) = (wire.len(), Instant::now());
                 let mut result = Ok(());
-                for frame in transport::ws_frames(wire, Some(fragment)) {
+                for frame in transport::ws_frames(wire.freeze(), Some(fragment)) {
                     result = sink.lock().await.write_ws_frame(frame).await;
                     if result.is_err() {
                         break;
@@ -1018,6 +1092,28 @@ mod tests {
         assert!(parse_key(b"not a key").is_err());
         assert!(parse_key(&[0xFF; 64]).is_err());
         assert!(parse_key("zz".repeat(32).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn frames_are_the_reference_packet_and_reuse_one_buffer() {
+        use bytes::Bytes;
+        let mut fb = FrameBuilder::new(64, 48).unwrap();
+        let mut want_pixels = Vec::new();
+        for seq in 0..3 {
+            let frame = fb.build(0, seq, 1_000 + seq, 7).freeze();
+            acip::pattern::render(64, 48, seq, 1_000 + seq, 7, &mut want_pixels).unwrap();
+            let img = ImageFrame::rgb24(64, 48, want_pixels.clone());
+            assert_eq!(frame, Bytes::from(img.to_packet().encode()), "frame {seq}");
+            let ptr = frame.as_ptr();
+            drop(frame);
+            // The writer dropped it: the next frame is drawn into the same memory.
+            assert_eq!(fb.build(0, seq, 0, 0).as_ptr(), ptr);
+        }
+        // Behind the sealing prefix, the same packet.
+        let sealed = fb.build(Session::SEAL_PREFIX, 2, 1_002, 7);
+        acip::pattern::render(64, 48, 2, 1_002, 7, &mut want_pixels).unwrap();
+        let img = ImageFrame::rgb24(64, 48, want_pixels.clone());
+        assert_eq!(&sealed[Session::SEAL_PREFIX..], &img.to_packet().encode()[..]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use acip::conn::{Received, Receiver};
 use acip::stats::Stage;
+use bytes::BufMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -105,7 +106,6 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
     let reassembly = acip::ws::ReassemblerConfig::from_limits(&limits);
     let mut rx =
         Receiver::new(acip::crypto::Transport::Tcp, shared.config.dialect, limits, reassembly, false);
-    let mut buf = vec![0u8; READ_BUF];
     let mut closing = conn.closing.subscribe();
     // When the first byte of the packet being assembled arrived.
     let mut first: Option<Instant> = None;
@@ -113,35 +113,39 @@ async fn read_tcp(mut r: OwnedReadHalf, itx: &RxSender, conn: &ConnInfo, shared:
     let mut hung = shared.hung.subscribe();
     loop {
         pacer.before_read().await;
-        let lim = pacer.limit(buf.len());
+        // Read straight into the decoder's buffer (no copy out of a read buffer), at most the rest of the
+        // packet being assembled, so that buffer never regrows under it.
+        let lim = pacer.limit(rx.read_hint().min(READ_BUF));
         let is_hung = *hung.borrow_and_update();
+        let mut into = rx.recv_buf(lim).limit(lim);
         // The idle timer is armed per read, after every push (and after an rx-pause interval): it
         // measures only the wait for the peer's bytes, never the time the reader spent blocked on a full
         // receive queue (back-pressure is not peer silence; test
         // back_pressure_is_not_counted_as_peer_silence).
-        let n = tokio::select! {
+        let read = tokio::select! {
             // `--fault hang-on-interleave`: a hung server reads nothing, and times nothing out either.
-            _ = hung.changed(), if !is_hung => 0,
-            r = tokio::time::timeout(idle, r.read(&mut buf[..lim])), if !is_hung => match r {
-                Err(_) => return End::IdleTimeout(idle),
-                Ok(Ok(0)) if rx.is_at_boundary() => return End::Eof,
-                Ok(Ok(0)) => return End::EofMidPacket { buffered: rx.buffered() },
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return End::Io(e.to_string()),
-            },
+            _ = hung.changed(), if !is_hung => None,
+            r = tokio::time::timeout(idle, r.read_buf(&mut into)), if !is_hung => Some(r),
             _ = crate::sync::until_true(&mut closing) => return End::Closing,
+        };
+        let n = match read {
+            None => 0,
+            Some(Err(_)) => return End::IdleTimeout(idle),
+            Some(Ok(Ok(0))) if rx.is_at_boundary() => return End::Eof,
+            Some(Ok(Ok(0))) => return End::EofMidPacket { buffered: rx.buffered() },
+            Some(Ok(Ok(n))) => n,
+            Some(Ok(Err(e))) => return End::Io(e.to_string()),
         };
         pacer.consumed(n);
         let now = Instant::now();
         first.get_or_insert(now);
-        rx.handle_bytes(&buf[..n]);
         while let Some(item) = rx.poll(now) {
             match item {
                 Ok(Received::Packet { packet, wire, .. }) => {
                     if let Some(f) = first.take() {
                         conn.record(Stage::ServerAssembly, now - f);
                     }
-                    if !itx.push(conn, packet, wire).await {
+                    if !itx.push(conn, packet, wire, rx.last_packet_crc()).await {
                         return End::ReaderDone;
                     }
                 }

@@ -11,9 +11,10 @@ use acip::codec::payloads::{
 };
 use acip::conn::{ConnConfig, Event, Input as ConnInput, Output, ServerConn};
 use acip::crypto::CryptoMode;
-use acip::pattern::{PatternError, SequenceTracker};
+use acip::pattern::{PatternChecker, PatternError, SequenceTracker};
 use acip::stats::Stage;
 use acip::{Packet, PacketType};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -39,6 +40,8 @@ pub(crate) struct Inbound {
     pub packet: Packet,
     /// Wire bytes of the packet (header, payload and, on WebSocket, frame headers).
     pub wire: usize,
+    /// The payload's CRC-32C, verified by the reader's decoder (`None` when it had none to give).
+    pub crc: Option<u32>,
     /// When the packet entered the receive queue.
     pub queued: Instant,
     /// The packet's share of the receive queue's byte budget, returned when it is dropped (handled).
@@ -133,6 +136,11 @@ struct SessionState {
     received_any: bool,
     client: Option<Arc<ClientEntry>>,
     tracker: SequenceTracker,
+    /// Checks test patterns from the verified packet CRC (no second pass over the pixels).
+    checker: PatternChecker,
+    /// The verified CRC of the packet being handled, and the payload it belongs to: used only for a
+    /// packet that comes out of the connection with this very payload (a plaintext one, not decrypted).
+    fed_crc: Option<(u32, Bytes)>,
 }
 
 impl SessionState {
@@ -167,6 +175,8 @@ impl SessionState {
             received_any: false,
             client: None,
             tracker: SequenceTracker::new(),
+            checker: PatternChecker::new(),
+            fed_crc: None,
         }
     }
 
@@ -260,7 +270,7 @@ impl SessionState {
     }
 
     async fn handle(&mut self, ctx: &SessionCtx, inb: Inbound) -> Result<(), End> {
-        let Inbound { packet, wire, budget, .. } = inb;
+        let Inbound { packet, wire, budget, crc, .. } = inb;
         // Handling holds the budget: the bytes are still in memory until the packet is stored or dropped.
         let _budget = budget;
         let t = packet.packet_type;
@@ -268,11 +278,23 @@ impl SessionState {
         ctx.conn.count_rx(t, wire);
         let open = self.acip.state() == acip::conn::State::Open;
         let t0 = Instant::now();
+        self.fed_crc = crc.filter(|_| t != PacketType::ENCRYPTED).map(|c| (c, packet.payload.clone()));
         self.acip.handle_input(ConnInput::Packet(packet), t0);
         if open && t == PacketType::ENCRYPTED {
             ctx.conn.record(Stage::ServerDecrypt, t0.elapsed());
         }
-        self.pump(ctx, Some(t)).await
+        let r = self.pump(ctx, Some(t)).await;
+        self.fed_crc = None;
+        r
+    }
+
+    /// The verified CRC of `payload`, if it is the payload that was fed or the one it decrypted to.
+    fn known_crc(&self, payload: &Bytes) -> Option<u32> {
+        let fed = self.fed_crc.as_ref().and_then(|(crc, fed)| {
+            (fed.as_ptr() == payload.as_ptr() && fed.len() == payload.len()).then_some(*crc)
+        });
+        // Or the inner CRC of the packet it was decrypted from.
+        fed.or_else(|| self.acip.opened_crc(payload))
     }
 
     /// A packet the transport cannot use: TCP disconnects (ACIP-SPEC.md 1.4 (b)); WebSocket drops it and
@@ -317,7 +339,8 @@ impl SessionState {
             }
             T::IMAGE_FRAME => {
                 let frame = ImageFrame::decode_bytes(&packet.payload).map_err(violation)?;
-                self.store_frame(ctx, frame);
+                let crc = self.known_crc(&packet.payload);
+                self.store_frame(ctx, frame, crc.map(|c| (c, &packet.payload)));
             }
             T::IMAGE_FRAME_H265 if dialect == acip::Dialect::Head => {
                 // Accepted like the real HEAD server, but this server has no HEVC decoder.
@@ -377,8 +400,14 @@ impl SessionState {
         Ok(())
     }
 
-    fn store_frame(&mut self, ctx: &SessionCtx, frame: ImageFrame) {
-        match acip::pattern::inspect(&frame.pixels) {
+    /// `verified`: the payload the frame came in and its CRC, checked by the decoder; the pattern's
+    /// checksum is then derived from it instead of summing the pixels again.
+    fn store_frame(&mut self, ctx: &SessionCtx, frame: ImageFrame, verified: Option<(u32, &Bytes)>) {
+        let inspected = match verified {
+            Some((crc, payload)) => self.checker.inspect_verified(payload, ImageFrame::HEADER_LEN, crc),
+            None => acip::pattern::inspect(&frame.pixels),
+        };
+        match inspected {
             Ok(info) => {
                 let now_us = unix_micros();
                 ctx.conn

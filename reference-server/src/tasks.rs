@@ -187,7 +187,8 @@ impl RxSender {
     /// Hands a decoded packet to the dispatch task; waits (back-pressure: the reader stops reading, so the
     /// peer's writes stall) while the queue is full in packets or bytes. `false` when the dispatch task
     /// has gone. Waiting is counted as `rx_queue_full_stall`; nothing is ever dropped here.
-    pub async fn push(&self, conn: &ConnInfo, packet: Packet, wire: usize) -> bool {
+    /// `crc` is the packet's verified payload CRC, when the reader has it.
+    pub async fn push(&self, conn: &ConnInfo, packet: Packet, wire: usize, crc: Option<u32>) -> bool {
         let want = packet.payload.len().clamp(1, self.budget) as u32;
         let permit = match self.bytes.clone().try_acquire_many_owned(want) {
             Ok(p) => p,
@@ -199,7 +200,7 @@ impl RxSender {
                 }
             }
         };
-        let inb = Inbound { packet, wire, queued: Instant::now(), budget: Some(permit) };
+        let inb = Inbound { packet, wire, crc, queued: Instant::now(), budget: Some(permit) };
         // Counted before the send so the dispatch task's decrement can never come first.
         self.pending.fetch_add(1, Ordering::AcqRel);
         let sent = match self.tx.try_send(inb) {

@@ -17,6 +17,7 @@ use std::time::Instant;
 use acip::conn::{Received, Receiver};
 use acip::stats::Stage;
 use acip::ws::{encode_frame, OpCode, ReassemblerConfig, ReassemblyError};
+use bytes::BufMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -124,7 +125,6 @@ async fn read_ws(
     // ServerAssembly; the reassembler adds the gaps between fragments).
     let mut first_byte: Option<Instant> = if leftover.is_empty() { None } else { Some(Instant::now()) };
     let mut closing = conn.closing.subscribe();
-    let mut buf = vec![0u8; READ_BUF];
     rx.handle_bytes(&leftover);
     let idle = cfg.ws_idle_timeout;
     let mut pacer = RxPacer::new(cfg.faults.rx_pause);
@@ -140,7 +140,7 @@ async fn read_ws(
                     for g in &gaps {
                         conn.record(Stage::FragmentGap, *g);
                     }
-                    if !itx.push(conn, packet, wire).await {
+                    if !itx.push(conn, packet, wire, rx.last_packet_crc()).await {
                         return End::ReaderDone;
                     }
                 }
@@ -170,34 +170,37 @@ async fn read_ws(
         }
         // Under --fault rx-pause: the batch just handled was full, so stop reading for one interval.
         pacer.before_read().await;
-        let lim = pacer.limit(buf.len());
+        // Read straight into the frame decoder's buffer, at most the rest of the frame being assembled.
+        let lim = pacer.limit(rx.read_hint().min(READ_BUF));
         let is_hung = *hung.borrow_and_update();
         let deadline = if is_hung { None } else { rx.poll_timeout() };
+        let mut into = rx.recv_buf(lim).limit(lim);
         // Armed per read, after the pushes above: time blocked on a full receive queue is not counted as
         // peer silence (as in `read_tcp`).
-        let n = tokio::select! {
+        let read = tokio::select! {
             // `--fault hang-on-interleave`: a hung server reads nothing, and times nothing out either.
-            _ = hung.changed(), if !is_hung => 0,
-            res = tokio::time::timeout(idle, r.read(&mut buf[..lim])), if !is_hung => match res {
-                Err(_) => return End::IdleTimeout(idle),
-                Ok(Ok(0)) if rx.is_at_boundary() => return End::Eof,
-                Ok(Ok(0)) => return End::EofMidPacket { buffered: rx.buffered() },
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return End::Io(e.to_string()),
-            },
+            _ = hung.changed(), if !is_hung => None,
+            res = tokio::time::timeout(idle, r.read_buf(&mut into)), if !is_hung => Some(res),
             _ = sleep_until(deadline) => {
                 if let Err(e) = rx.handle_timeout(Instant::now()) {
                     return End::from_receive(e);
                 }
-                0
+                None
             }
             _ = crate::sync::until_true(&mut closing) => return End::Closing,
+        };
+        let n = match read {
+            None => 0,
+            Some(Err(_)) => return End::IdleTimeout(idle),
+            Some(Ok(Ok(0))) if rx.is_at_boundary() => return End::Eof,
+            Some(Ok(Ok(0))) => return End::EofMidPacket { buffered: rx.buffered() },
+            Some(Ok(Ok(n))) => n,
+            Some(Ok(Err(e))) => return End::Io(e.to_string()),
         };
         pacer.consumed(n);
         if n > 0 {
             first_byte.get_or_insert_with(Instant::now);
         }
-        rx.handle_bytes(&buf[..n]);
     }
 }
 

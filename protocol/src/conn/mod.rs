@@ -215,6 +215,8 @@ pub struct Conn {
     queued: Vec<Packet>,
     transmits: VecDeque<Bytes>,
     events: VecDeque<Event>,
+    /// The inner CRC of the packet the last [`Input::Packet`] decrypted to, and its payload.
+    opened_crc: Option<(u32, bytes::Bytes)>,
     masks: MaskKeys,
     now: Instant,
     /// Test-only broken variant: forget buffered partial input before every read.
@@ -266,6 +268,7 @@ impl Conn {
             queued: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            opened_crc: None,
             masks,
             now,
             #[cfg(test)]
@@ -287,6 +290,14 @@ impl Conn {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The verified inner CRC-32C of `payload` if it is the payload of the packet the last
+    /// [`Input::Packet`] decrypted to (an [`Event::Packet`] just drained): lets the caller check
+    /// checksums inside it without another pass ([`crate::pattern::PatternChecker`]).
+    pub fn opened_crc(&self, payload: &bytes::Bytes) -> Option<u32> {
+        let (crc, opened) = self.opened_crc.as_ref()?;
+        (opened.as_ptr() == payload.as_ptr() && opened.len() == payload.len()).then_some(*crc)
     }
 
     /// Whether packets are sealed with a session key.
@@ -394,6 +405,7 @@ impl Conn {
     }
 
     fn on_packet(&mut self, p: Packet) {
+        self.opened_crc = None;
         if let Some(hs) = self.handshake.as_mut() {
             self.events.push_back(Event::HandshakePacket { sent: false, packet_type: p.packet_type });
             if let Err(e) = hs.handle_packet(p, self.now) {
@@ -404,12 +416,15 @@ impl Conn {
         let keyed = self.is_encrypted();
         let p = if p.packet_type == PacketType::ENCRYPTED {
             let opened = match (&self.session, &self.opener) {
-                (Some(s), _) => s.decrypt(&p),
-                (None, Some(o)) => o.decrypt(&p),
+                (Some(s), _) => s.decrypt_with_crc(&p),
+                (None, Some(o)) => o.decrypt_with_crc(&p),
                 (None, None) => Err(CryptoError::NoSessionKey),
             };
             match opened {
-                Ok(inner) => inner,
+                Ok((inner, crc)) => {
+                    self.opened_crc = Some((crc, inner.payload.clone()));
+                    inner
+                }
                 Err(e) if self.config.drop_unusable => {
                     return self.events.push_back(Event::Dropped(e.into()))
                 }

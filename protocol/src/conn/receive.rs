@@ -58,6 +58,8 @@ pub struct Receiver {
     done: bool,
     /// `false` for an observer ([`Receiver::observer`]): no judgement beyond what reading needs.
     strict: bool,
+    /// The verified CRC-32C of the last packet [`Receiver::poll`] returned.
+    last_crc: Option<u32>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -94,7 +96,7 @@ impl Receiver {
                 text: None,
             },
         };
-        Receiver { framing, limits, done: false, strict: true }
+        Receiver { framing, limits, done: false, strict: true, last_crc: None }
     }
 
     /// A receiver that reads what a server sends without judging it, for a probe that reports what it
@@ -119,9 +121,40 @@ impl Receiver {
         }
     }
 
+    /// How many bytes to read next so that the buffer [`Receiver::recv_buf`] lends never regrows under a
+    /// partial packet or frame (see [`StreamDecoder::read_hint`], [`FrameDecoder::read_hint`]).
+    pub fn read_hint(&self) -> usize {
+        match &self.framing {
+            Framing::Tcp(s) => s.read_hint(),
+            Framing::Ws { frames, .. } => frames.read_hint(),
+        }
+    }
+
+    /// The receive buffer with room for `room` more bytes, for a socket read straight into it (no copy
+    /// from a read buffer): what is appended counts as received, as with [`Receiver::handle_bytes`].
+    /// After the receiver is done, what is appended is ignored.
+    pub fn recv_buf(&mut self, room: usize) -> &mut bytes::BytesMut {
+        let buf = match &mut self.framing {
+            Framing::Tcp(s) => s.recv_buf(room),
+            Framing::Ws { frames, .. } => frames.recv_buf(room),
+        };
+        if self.done {
+            buf.clear();
+        }
+        buf
+    }
+
+    /// The CRC-32C of the payload of the last packet [`Receiver::poll`] returned, already checked against
+    /// its bytes: a receiver can derive other checksums of the payload from it without another pass
+    /// ([`crate::pattern::PatternChecker`]).
+    pub fn last_packet_crc(&self) -> Option<u32> {
+        self.last_crc
+    }
+
     /// The next packet or control message from what was fed, `now` being the time the bytes arrived
     /// (`feb` fragment timing). `None`: more bytes are needed (or the receiver is done).
     pub fn poll(&mut self, now: Instant) -> Option<Result<Received, Error>> {
+        self.last_crc = None;
         if self.done {
             return None;
         }
@@ -135,10 +168,10 @@ impl Receiver {
     fn next(&mut self, now: Instant) -> Option<Result<Received, Error>> {
         let (limits, strict) = (self.limits, self.strict);
         match &mut self.framing {
-            Framing::Tcp(stream) => stream_packet(stream),
+            Framing::Tcp(stream) => stream_packet(stream, &mut self.last_crc),
             Framing::Ws { frames, data, text } => loop {
                 if let WsData::Head { stream, .. } = data {
-                    if let Some(r) = stream_packet(stream) {
+                    if let Some(r) = stream_packet(stream, &mut self.last_crc) {
                         return Some(r);
                     }
                 }
@@ -180,6 +213,8 @@ impl Receiver {
                     WsData::Feb(reasm) => match reasm.handle_frame(frame, now) {
                         Ok(Some(ReassemblyEvent::Message(m))) => {
                             let wire = m.data.len();
+                            self.last_crc =
+                                crate::codec::Header::decode(&m.data, &limits).ok().map(|h| h.crc32);
                             return Some(
                                 Packet::decode_exact(m.data, &limits)
                                     .map(|packet| Received::Packet { packet, wire, gaps: m.gaps })
@@ -253,9 +288,12 @@ impl Receiver {
     }
 }
 
-fn stream_packet(stream: &mut StreamDecoder) -> Option<Result<Received, Error>> {
-    stream.poll_packet().map(|r| {
-        r.map(|packet| Received::Packet { wire: packet.wire_len(), packet, gaps: Vec::new() })
-            .map_err(Error::from)
+fn stream_packet(stream: &mut StreamDecoder, last_crc: &mut Option<u32>) -> Option<Result<Received, Error>> {
+    stream.poll_packet_crc().map(|r| {
+        r.map(|(packet, crc)| {
+            *last_crc = Some(crc);
+            Received::Packet { wire: packet.wire_len(), packet, gaps: Vec::new() }
+        })
+        .map_err(Error::from)
     })
 }

@@ -762,3 +762,47 @@ fn the_receiver_yields_packets_and_controls_in_wire_order() {
     );
     assert!(rx.poll(now).is_none());
 }
+
+/// Read straight into the receiver's buffer, `read_hint` bytes at a time, on every framing: the same
+/// packets come out, each with its verified payload CRC.
+#[test]
+fn reading_into_the_receiver_gives_packets_and_their_crcs() {
+    let limits = Limits::default();
+    let packets = [
+        Packet::new(PacketType::IMAGE_FRAME, vec![7u8; 70_000]),
+        Packet::empty(PacketType::PING),
+        Packet::new(PacketType::STREAM_START, vec![0, 0, 0, 1]),
+    ];
+    for (transport, dialect) in [
+        (Transport::Tcp, Dialect::Head),
+        (Transport::WebSocket, Dialect::Head),
+        (Transport::WebSocket, Dialect::Feb),
+    ] {
+        let mut wire = Vec::new();
+        for p in &packets {
+            match transport {
+                Transport::Tcp => p.encode_into(&mut wire),
+                Transport::WebSocket => {
+                    wire.extend_from_slice(&client_frame(OpCode::Binary, true, &p.encode()))
+                }
+            }
+        }
+        let mut rx =
+            Receiver::new(transport, dialect, limits, ReassemblerConfig::from_limits(&limits), false);
+        let now = Instant::now_for_tests();
+        let (mut off, mut got) = (0, Vec::new());
+        while off < wire.len() {
+            let n = rx.read_hint().min(4096).min(wire.len() - off);
+            rx.recv_buf(n).extend_from_slice(&wire[off..off + n]);
+            off += n;
+            while let Some(r) = rx.poll(now) {
+                let Received::Packet { packet, .. } = r.unwrap() else { panic!("not a packet") };
+                assert_eq!(rx.last_packet_crc(), Some(packet.header().crc32), "{transport:?} {dialect}");
+                got.push(packet);
+            }
+        }
+        assert_eq!(got, packets, "{transport:?} {dialect}");
+        assert!(rx.is_at_boundary());
+        assert_eq!(rx.last_packet_crc(), None);
+    }
+}

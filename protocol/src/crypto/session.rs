@@ -127,10 +127,55 @@ impl Session {
         Ok(Packet::new(PacketType::ENCRYPTED, out))
     }
 
+    /// Where the inner packet starts in the buffer [`Session::encrypt_in_place`] seals: after the outer
+    /// header, the nonce and the MAC.
+    pub const SEAL_PREFIX: usize = HEADER_LEN + OVERHEAD;
+
+    /// Seals a packet in place into the wire bytes of its ENCRYPTED packet, with no copy: `wire` is
+    /// [`Session::SEAL_PREFIX`] bytes of room (any content) followed by the inner packet, header and
+    /// payload, already encoded. Fills in the outer header, nonce and MAC and encrypts the inner packet
+    /// where it lies; the result is byte for byte `self.encrypt(&inner)?.encode()` (see the proptest),
+    /// and the same checks apply, before any work.
+    pub fn encrypt_in_place(&mut self, wire: &mut [u8]) -> Result<(), CryptoError> {
+        let inner = wire
+            .get(Self::SEAL_PREFIX..)
+            .filter(|i| i.len() >= HEADER_LEN)
+            .ok_or(CryptoError::InnerTooShort { len: wire.len().saturating_sub(Self::SEAL_PREFIX) })?;
+        let packet_type = PacketType::from_u16(u16::from_be_bytes([inner[8], inner[9]]));
+        if !Self::wants_encryption(packet_type) {
+            return Err(CryptoError::MustStayPlain(packet_type));
+        }
+        if inner.len() > self.max_plaintext {
+            return Err(CryptoError::PlaintextTooLarge { size: inner.len(), limit: self.max_plaintext });
+        }
+        let counter = self.next_counter;
+        self.next_counter = counter.checked_add(1).ok_or(CryptoError::CounterExhausted)?;
+        let nonce = self.nonce(counter);
+        let (head, body) = wire.split_at_mut(Self::SEAL_PREFIX);
+        let mac = self.cipher.seal_in_place_detached(&nonce, body);
+        head[HEADER_LEN..HEADER_LEN + NONCE_LEN].copy_from_slice(&nonce);
+        head[HEADER_LEN + NONCE_LEN..].copy_from_slice(&mac);
+        let ct = &wire[HEADER_LEN..];
+        let outer = crate::codec::Header {
+            packet_type: PacketType::ENCRYPTED,
+            length: ct.len() as u32,
+            crc32: crc32c(ct),
+            client_id: 0,
+        };
+        wire[..HEADER_LEN].copy_from_slice(&outer.to_bytes());
+        Ok(())
+    }
+
     /// Unwraps an ENCRYPTED packet (whose outer CRC the codec already checked). Checks, each with its own
     /// error: MAC, plaintext at least a header, inner length == plaintext - 22, inner CRC. The inner magic
     /// is not checked, as in the real receiver (4.5).
     pub fn decrypt(&self, packet: &Packet) -> Result<Packet, CryptoError> {
+        open(&self.cipher, packet).map(|(p, _)| p)
+    }
+
+    /// [`Session::decrypt`] with the inner header's CRC-32C, verified against the inner payload: a
+    /// receiver can derive other checksums of the payload from it without another pass.
+    pub fn decrypt_with_crc(&self, packet: &Packet) -> Result<(Packet, u32), CryptoError> {
         open(&self.cipher, packet)
     }
 
@@ -167,11 +212,16 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// As [`Session::decrypt`].
     pub fn decrypt(&self, packet: &Packet) -> Result<Packet, CryptoError> {
+        open(&self.cipher, packet).map(|(p, _)| p)
+    }
+
+    /// As [`Session::decrypt_with_crc`].
+    pub fn decrypt_with_crc(&self, packet: &Packet) -> Result<(Packet, u32), CryptoError> {
         open(&self.cipher, packet)
     }
 }
 
-fn open(cipher: &SecretBox, packet: &Packet) -> Result<Packet, CryptoError> {
+fn open(cipher: &SecretBox, packet: &Packet) -> Result<(Packet, u32), CryptoError> {
     if packet.packet_type != PacketType::ENCRYPTED {
         return Err(CryptoError::NotEncrypted(packet.packet_type));
     }
@@ -205,5 +255,58 @@ fn open(cipher: &SecretBox, packet: &Packet) -> Result<Packet, CryptoError> {
     }
     let mut bytes = bytes::Bytes::from(plain);
     let payload = bytes.split_off(HEADER_LEN);
-    Ok(Packet { packet_type, payload })
+    Ok((Packet { packet_type, payload }, expected_crc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sealed_in_place(s: &mut Session, inner: &Packet) -> Result<Vec<u8>, CryptoError> {
+        let mut wire = vec![0xAA; Session::SEAL_PREFIX];
+        inner.encode_into(&mut wire);
+        s.encrypt_in_place(&mut wire).map(|()| wire)
+    }
+
+    #[test]
+    fn in_place_refuses_what_encrypt_refuses() {
+        let mut s = Session::new(Dialect::Head, [7; 32], [1; 16]);
+        let hs = Packet::new(PacketType::CRYPTO_KEY_EXCHANGE_INIT, vec![0; 32]);
+        assert_eq!(
+            sealed_in_place(&mut s, &hs).unwrap_err(),
+            CryptoError::MustStayPlain(PacketType::CRYPTO_KEY_EXCHANGE_INIT)
+        );
+        let big = Packet::new(PacketType::IMAGE_FRAME, vec![0; MAX_PLAINTEXT]);
+        assert!(matches!(sealed_in_place(&mut s, &big), Err(CryptoError::PlaintextTooLarge { .. })));
+        assert!(matches!(
+            s.encrypt_in_place(&mut [0; Session::SEAL_PREFIX + 3]),
+            Err(CryptoError::InnerTooShort { len: 3 })
+        ));
+        // Nothing was refused after the counter moved.
+        assert_eq!(s.next_counter(), 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Sealing in place puts on the wire exactly what `encrypt` + `encode` does, and it opens.
+        #[test]
+        fn proptest_in_place_matches_encrypt(
+            head: bool, key: [u8; 32], id: [u8; 16], payloads in prop::collection::vec(
+                prop::collection::vec(any::<u8>(), 0..2000), 1..4),
+        ) {
+            let dialect = if head { Dialect::Head } else { Dialect::Feb };
+            let (mut a, mut b) = (Session::new(dialect, key, id), Session::new(dialect, key, id));
+            for p in payloads {
+                let inner = Packet::new(PacketType::IMAGE_FRAME, p);
+                let want = a.encrypt(&inner).unwrap().encode();
+                let got = sealed_in_place(&mut b, &inner).unwrap();
+                prop_assert_eq!(&got, &want);
+                let (outer, _) = Packet::decode(&bytes::Bytes::from(got), &crate::Limits::default()).unwrap();
+                prop_assert_eq!(b.decrypt(&outer).unwrap(), inner.clone());
+                prop_assert_eq!(b.opener().decrypt_with_crc(&outer).unwrap(), (inner.clone(), inner.header().crc32));
+            }
+        }
+    }
 }

@@ -13,8 +13,22 @@ use super::{
 /// Appends one frame to `out`: the header (minimal length encoding, RFC 6455 5.2) and the payload, masked
 /// with `mask` if given. Client-to-server frames must be masked (5.3); server-to-client frames must not.
 pub fn encode_frame(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8], out: &mut Vec<u8>) {
-    let len = payload.len() as u64;
     out.reserve(14 + payload.len());
+    encode_frame_header(opcode, fin, mask, payload.len(), out);
+    if let Some(key) = mask {
+        let start = out.len();
+        out.extend_from_slice(payload);
+        apply_mask(&mut out[start..], key);
+    } else {
+        out.extend_from_slice(payload);
+    }
+}
+
+/// Appends only the header of a frame with a `len`-byte payload (2 to 14 bytes): for a sender that
+/// masks the payload where it lies ([`apply_mask`]) and writes header and payload one after the other,
+/// with no copy. Header + masked payload are byte for byte what [`encode_frame`] writes.
+pub fn encode_frame_header(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, len: usize, out: &mut Vec<u8>) {
+    let len = len as u64;
     out.push(if fin { 0x80 } else { 0 } | opcode.to_u8());
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     if len < 126 {
@@ -26,20 +40,14 @@ pub fn encode_frame(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &
         out.push(mask_bit | 127);
         out.extend_from_slice(&len.to_be_bytes());
     }
-    match mask {
-        None => out.extend_from_slice(payload),
-        Some(key) => {
-            out.extend_from_slice(&key);
-            let start = out.len();
-            out.extend_from_slice(payload);
-            apply_mask(&mut out[start..], key);
-        }
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
     }
 }
 
-/// XORs `data` with the 4-byte key (masking and unmasking are the same operation, RFC 6455 5.3).
-/// Eight bytes at a time: the loop vectorises, which matters for 921 KB messages.
-pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4]) {
+/// XORs `data` with the 4-byte key (masking and unmasking are the same operation, RFC 6455 5.3), in
+/// place. Eight bytes at a time: the loop vectorises, which matters for 921 KB messages.
+pub fn apply_mask(data: &mut [u8], key: [u8; 4]) {
     let key8 = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
     let mut chunks = data.chunks_exact_mut(8);
     for chunk in &mut chunks {
@@ -124,6 +132,41 @@ impl FrameDecoder {
         if self.failed.is_none() {
             self.buf.extend_from_slice(data);
         }
+    }
+
+    /// How many bytes to read next so the buffer never regrows under a partial frame: the rest of the
+    /// header (as far as it is known), then the rest of the frame. At least 1.
+    pub fn read_hint(&self) -> usize {
+        let have = self.buf.len();
+        if have < 2 {
+            return 2 - have;
+        }
+        let b1 = self.buf[1];
+        let width = match b1 & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let header_len = 2 + width + if b1 & 0x80 != 0 { 4 } else { 0 };
+        let Some(ext) = self.buf.get(2..2 + width) else { return header_len - have };
+        let len = match width {
+            0 => u64::from(b1 & 0x7F),
+            _ => ext.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)),
+        };
+        // An oversized frame is refused at the next poll; until then ask for a header's worth.
+        let len = if len > self.config.max_frame as u64 { 0 } else { len as usize };
+        (header_len + len).saturating_sub(have).max(1)
+    }
+
+    /// The receive buffer with room for `room` more bytes, to read into directly: whatever is appended
+    /// counts as received, as with [`FrameDecoder::handle_bytes`]. Reading [`FrameDecoder::read_hint`]
+    /// bytes at a time keeps it within one frame.
+    pub fn recv_buf(&mut self, room: usize) -> &mut BytesMut {
+        if self.failed.is_some() {
+            self.buf.clear();
+        }
+        self.buf.reserve(room);
+        &mut self.buf
     }
 
     /// The next whole frame, an error, or `None` when more bytes are needed.

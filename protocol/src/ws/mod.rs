@@ -35,7 +35,10 @@ pub use close::{
     CloseFrame, NotUtf8, Utf8Validator,
 };
 pub use fragment::{fragment, Fragmenter, Fragments};
-pub use frame::{encode_frame, FrameDecoder, FrameDecoderConfig, FrameFacts, MaskKeys, MessageDecoder};
+pub use frame::{
+    apply_mask, encode_frame, encode_frame_header, FrameDecoder, FrameDecoderConfig, FrameFacts, MaskKeys,
+    MessageDecoder,
+};
 pub use order::HeadFrameOrder;
 pub use reassembly::{feb_message_rule, Message, Reassembler, ReassemblerConfig, ReassemblyEvent};
 
@@ -170,12 +173,13 @@ impl Frame {
 /// Feeds a `head`-dialect frame to the packet stream decoder: every data frame's payload (BINARY, TEXT or
 /// CONTINUATION, FIN or not) continues one byte stream, because HEAD's receivers append chunks and cut
 /// packets by their length field (ACIP-SPEC.md 6.2, 194329e2). Returns `false` for a control frame, which
-/// carries no stream bytes. Drain `stream.poll_packet()` afterwards.
+/// carries no stream bytes. Drain `stream.poll_packet()` afterwards. The payload is shared, not copied:
+/// packets that lie whole in one frame are slices of it.
 pub fn feed_head_stream(frame: &Frame, stream: &mut StreamDecoder) -> bool {
     if frame.opcode.is_control() {
         return false;
     }
-    stream.handle_bytes(&frame.payload);
+    stream.handle_shared(frame.payload.clone());
     true
 }
 

@@ -496,3 +496,57 @@ fn observe_mode_reports_what_strict_mode_refuses() {
     strict.handle_bytes(&wire);
     assert!(matches!(strict.poll_frame(), Some(Err(FrameError::ReservedBits { .. }))));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A header from `encode_frame_header` followed by the payload masked in place is what `encode_frame`
+    /// writes (the in-place sender's wire equals the copying one's).
+    #[test]
+    fn header_plus_in_place_mask_equals_encode_frame(
+        opcode in opcode_strategy().prop_filter("valid", |o| !o.is_reserved()),
+        fin: bool,
+        mask in proptest::option::of(any::<[u8; 4]>()),
+        len in prop_oneof![0usize..130, 130usize..70_000],
+        seed: u8,
+    ) {
+        let payload: Vec<u8> = (0..len).map(|i| seed.wrapping_add((i * 31 % 256) as u8)).collect();
+        let mut want = Vec::new();
+        encode_frame(opcode, fin, mask, &payload, &mut want);
+        let mut got = Vec::new();
+        encode_frame_header(opcode, fin, mask, payload.len(), &mut got);
+        let mut body = payload.clone();
+        if let Some(key) = mask {
+            apply_mask(&mut body, key);
+        }
+        got.extend_from_slice(&body);
+        prop_assert_eq!(got, want);
+    }
+
+    /// Reading `read_hint` bytes at a time straight into `recv_buf` decodes the same frames as feeding
+    /// slices, and never regrows the buffer under a frame.
+    #[test]
+    fn read_hint_and_recv_buf_decode_the_same_frames(
+        sizes in proptest::collection::vec(0usize..70_000, 1..5),
+        mask in proptest::option::of(any::<[u8; 4]>()),
+        cap in 1usize..100_000,
+    ) {
+        let mut wire = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            encode_frame(OpCode::Binary, true, mask, &vec![i as u8; n], &mut wire);
+        }
+        let want = decode_all(&wire, wire.len(), FrameDecoderConfig::new(1 << 20)).unwrap();
+        let mut d = FrameDecoder::with_config(FrameDecoderConfig::new(1 << 20));
+        let (mut off, mut got) = (0, Vec::new());
+        while off < wire.len() {
+            let n = d.read_hint().min(cap).min(wire.len() - off);
+            d.recv_buf(n).extend_from_slice(&wire[off..off + n]);
+            off += n;
+            while let Some(f) = d.poll_frame() {
+                got.push(f.unwrap());
+            }
+        }
+        prop_assert_eq!(got, want);
+        prop_assert!(d.is_at_boundary());
+    }
+}
