@@ -158,6 +158,14 @@ fn write_page(s: &mut String, r: &Report) -> std::fmt::Result {
     for t in &r.tables {
         write_table(s, t)?;
     }
+    if let Some(svg) = profile_file(r) {
+        writeln!(
+            s,
+            "<h2>CPU profile</h2>\n<p>Where the time went: <a href=\"{0}\">{0}</a>, a flame graph of every \
+             thread of the harness process during the run (opens in a browser; click a frame to zoom).</p>",
+            esc(svg)
+        )?;
+    }
     if !r.notes.is_empty() {
         writeln!(s, "<h2>Notes</h2>\n<ul>")?;
         for n in &r.notes {
@@ -177,6 +185,17 @@ fn write_page(s: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(s, "</ul>")?;
     }
     writeln!(s, "</body></html>")
+}
+
+/// The setting that names the flame graph written beside the report (`harness soak --profile`).
+pub const PROFILE_SETTING: &str = "profile";
+
+/// The flame graph beside the report (`harness soak --profile`), when it has one: a plain file name in the
+/// `profile` setting.
+pub fn profile_file(r: &Report) -> Option<&str> {
+    let name = r.settings.get(PROFILE_SETTING)?.as_str();
+    let plain = !name.is_empty() && !name.contains(['/', '\\', ':']) && name != "..";
+    plain.then_some(name)
 }
 
 /// Writes a [`Table`] as an HTML table (also used by other subcommands' pages).
@@ -367,5 +386,18 @@ mod tests {
         assert_eq!(nines(100.0), X_NINES);
         assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
         assert_eq!(fmt_us(2500.0), "2.5ms");
+    }
+
+    #[test]
+    fn links_only_a_plain_flame_graph_file_name() {
+        let mut r = Report::new("soak", "t", vec![], 7);
+        assert!(!render(&r).contains("CPU profile"));
+        r.settings.insert(PROFILE_SETTING.into(), "flamegraph.svg".into());
+        assert!(render(&r).contains("<a href=\"flamegraph.svg\">flamegraph.svg</a>"));
+        for odd in ["../x.svg", "/etc/passwd", "javascript:alert(1)", ""] {
+            r.settings.insert(PROFILE_SETTING.into(), odd.into());
+            assert_eq!(profile_file(&r), None, "{odd}");
+            assert!(!render(&r).contains("<h2>CPU profile"), "{odd}");
+        }
     }
 }

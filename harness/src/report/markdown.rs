@@ -136,6 +136,11 @@ fn write_report(s: &mut String, r: &Report) -> std::fmt::Result {
         write_series(s, &r.series)?;
     }
 
+    if let Some(svg) = super::html::profile_file(r) {
+        writeln!(s, "## CPU profile\n")?;
+        let what = "flame graph of every thread of the harness process during the run (open in a browser)";
+        writeln!(s, "- `{svg}`: {what}\n")?;
+    }
     if !r.notes.is_empty() {
         writeln!(s, "## Notes\n")?;
         for n in &r.notes {

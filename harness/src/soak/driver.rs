@@ -15,6 +15,7 @@ use super::assemble::{self, wire_frame_bytes, SLOT_RELEASE_LIMIT};
 use super::embedded::{Embedded, ServerSample};
 use super::progress::{Progress, Tick};
 use super::schedule::{self, ChurnEvent, Schedule};
+use super::timer::Timer;
 use super::{gate, memory, raw_tcp, shard, Args, Baseline, StartRule};
 use crate::report::hlog::IntervalRecorder;
 use crate::report::{Report, Series};
@@ -60,6 +61,8 @@ struct LiveInner {
     rec: Option<IntervalRecorder>,
     frames_sent: u64,
     frames_unsent: u64,
+    /// Frames each client (by global index) finished sending within the schedule.
+    sent_in_schedule_by_client: BTreeMap<u32, u64>,
     ascii_frames: u64,
     connected: u64,
     reconnects: u64,
@@ -240,6 +243,7 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
         report.settings.insert("schedule_start_unix_ms".into(), ms.to_string());
     }
     let (close_tx, close_rx) = watch::channel(false);
+    let timer = Timer::start().map_err(|e| crate::Error::io("starting the soak timer thread", e))?;
     let mut tasks = Vec::with_capacity(clients.len());
     for (&i, client) in mine.iter().zip(clients) {
         let my_churn: Vec<Duration> =
@@ -251,6 +255,7 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
             observer: observer.clone(),
             live: live.clone(),
             schedule: schedules[i as usize],
+            timer: timer.clone(),
             churn: my_churn,
             t0,
             t0_unix_us,
@@ -363,6 +368,12 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
         baseline = Some(r);
     }
 
+    let by_client = live.with(|l| l.sent_in_schedule_by_client.clone());
+    let sent: Vec<u64> = mine.iter().map(|i| by_client.get(i).copied().unwrap_or(0)).collect();
+    if let Some(note) = per_client_fps_note(&sent, args.duration, args.fps) {
+        report.notes.push(note);
+    }
+
     // Measurement ends here: the rest is a pure function of the records (soak::assemble).
     let (frames_sent, frames_unsent, ascii_frames, reconnects, recoveries, errors, error_examples) = live
         .with(|l| {
@@ -395,6 +406,28 @@ pub async fn soak(args: &Args, setup: &RunSetup) -> crate::Result<Report> {
 }
 
 use super::Transport;
+
+/// The spread of the frame rate each client achieved within the schedule (the load verdict judges the
+/// mean; one starved client hides in it).
+fn per_client_fps_note(sent_in_schedule: &[u64], duration: Duration, fps: u32) -> Option<String> {
+    let secs = duration.as_secs_f64();
+    if sent_in_schedule.is_empty() || secs <= 0.0 {
+        return None;
+    }
+    let mut rates: Vec<f64> = sent_in_schedule.iter().map(|&n| n as f64 / secs).collect();
+    rates.sort_by(f64::total_cmp);
+    // Nearest rank: the smallest rate with at least a fraction q of the clients at or below it.
+    let n = rates.len();
+    let at = |q: f64| rates[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    Some(format!(
+        "achieved fps per client within the schedule: min {:.2}, p50 {:.2}, max {:.2} of {fps} requested \
+         ({} clients)",
+        at(0.0),
+        at(0.5),
+        at(1.0),
+        rates.len()
+    ))
+}
 
 /// The arguments as this process ran them: a shard judges its load by its own share of the clients.
 pub fn local_args(args: &Args) -> Args {
@@ -557,6 +590,8 @@ struct ClientJob {
     observer: reference_client::SharedObserver,
     live: Arc<Live>,
     schedule: Schedule,
+    /// Wakes the client at each frame's intended time (tokio's own timer is up to 1 ms late).
+    timer: Timer,
     churn: Vec<Duration>,
     t0: Instant,
     t0_unix_us: u64,
@@ -599,6 +634,7 @@ impl ClientJob {
         let mut session = 0u32;
         let mut seq_in_session = 0u64;
         let mut retry_at: Option<Instant> = None;
+        let end = self.t0 + self.duration;
         for k in 0..frames {
             let intended = self.schedule.intended(k);
             let due = self.t0 + intended;
@@ -640,7 +676,7 @@ impl ClientJob {
                 self.live.with(|l| l.frames_unsent += 1);
                 continue;
             };
-            tokio::time::sleep_until(due.into()).await;
+            self.timer.sleep_until(due).await;
             self.live.record("send_lag", due.elapsed());
             let intended_us = self.t0_unix_us + intended.as_micros() as u64;
             if let Err(e) = c.send_frame(seq_in_session, intended_us).await {
@@ -652,6 +688,9 @@ impl ClientJob {
                 continue;
             }
             seq_in_session += 1;
+            if Instant::now() <= end {
+                self.live.with(|l| *l.sent_in_schedule_by_client.entry(self.index).or_default() += 1);
+            }
         }
         let _ = done.send(true);
         let mut close = self.close.clone();
@@ -677,6 +716,18 @@ mod tests {
 
     fn args(argv: &[&str]) -> Args {
         Cli::try_parse_from(std::iter::once("soak").chain(argv.iter().copied())).unwrap().args
+    }
+
+    #[test]
+    fn per_client_fps_shows_the_slowest_client() {
+        let note = per_client_fps_note(&[300, 297, 150, 300], Duration::from_secs(10), 30).expect("note");
+        assert_eq!(
+            note,
+            "achieved fps per client within the schedule: min 15.00, p50 29.70, max 30.00 of 30 requested \
+             (4 clients)"
+        );
+        assert_eq!(per_client_fps_note(&[], Duration::from_secs(10), 30), None);
+        assert_eq!(per_client_fps_note(&[1], Duration::ZERO, 30), None);
     }
 
     #[test]

@@ -361,6 +361,12 @@ pub fn merge(
     report.settings = first.report.settings.clone();
     report.settings.remove("shard");
     report.settings.insert("shards".into(), n.to_string());
+    // Flame graphs are per process: the merged report links none, and says where each shard's is.
+    if report.settings.remove(crate::report::html::PROFILE_SETTING).is_some() {
+        let dirs: Vec<String> =
+            shards.iter().map(|s| s.dir.join("flamegraph.svg").display().to_string()).collect();
+        report.notes.push(format!("CPU profiles are per shard, not merged: {}", dirs.join(", ")));
+    }
     report.started_unix_us = shards.iter().map(|s| s.report.started_unix_us).min().unwrap_or_default();
     report.hlog_files.push(MERGED_HLOG.into());
     report.notes.push(format!(

@@ -8,10 +8,12 @@ pub mod gate;
 pub mod load;
 pub mod memory;
 pub mod merge;
+pub mod profile;
 pub mod progress;
 pub mod raw_tcp;
 pub mod schedule;
 pub mod shard;
+pub mod timer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,10 @@ pub struct Args {
     /// Also move the same bytes over plain TCP on loopback in this run, for overhead ratios.
     #[arg(long, value_enum)]
     pub baseline: Option<Baseline>,
+    /// Sample the CPU of the whole harness process (clients and embedded server) at 999 Hz during the
+    /// run and write a flame graph, flamegraph.svg, beside report.html (Linux only).
+    #[arg(long)]
+    pub profile: bool,
     /// Accept a run whose load generator fell behind its schedule (verdict PASS with a note instead of
     /// BEHIND, exit 0 instead of 7).
     #[arg(long)]
@@ -192,9 +198,23 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     if mode == progress::Mode::Bar {
         setup.progress.println(&format!("harness soak: seed {seed}, report in {}", out.display()));
     }
+    // Started before the run and stopped after it, so the flame graph covers connecting, the schedule
+    // and the drain; a run that fails drops the sampler without drawing.
+    let profiler = if args.profile { Some(profile::Profiler::start()?) } else { None };
     let report = runtime.block_on(driver::soak(&args, &setup));
     setup.progress.finish();
-    let report = report?;
+    let mut report = report?;
+    let threads = if args.target.is_some() { "the clients" } else { "the clients and the embedded server" };
+    match profiler.map(|p| p.finish(&out)) {
+        None => {}
+        // A run too short or idle to be sampled is still a run: say so rather than fail it.
+        Some(Err(profile::ProfileError::NoSamples)) => report.notes.push(profile::no_samples_note()),
+        Some(Err(e)) => return Err(e.into()),
+        Some(Ok(written)) => {
+            report.settings.insert(profile::SETTING.into(), profile::FLAMEGRAPH_SVG.into());
+            report.notes.push(written.note(threads));
+        }
+    }
     crate::report::write_dir(&out, &report)?;
     match mode {
         progress::Mode::Json => println!("{}", serde_json::to_string(&report).expect("reports serialise")),

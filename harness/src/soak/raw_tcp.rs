@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::schedule::{self, Schedule};
+use super::timer::Timer;
 use crate::report::hlog::new_histogram;
 
 /// What the baseline moves.
@@ -65,11 +66,14 @@ pub async fn run(cfg: RawTcpConfig) -> std::io::Result<RawTcpResult> {
     let t0 = start + Duration::from_millis(50);
     let t0_unix_us = unix_us() + 50_000;
     let schedules = schedule::schedules(cfg.seed, cfg.clients, schedule::period(cfg.fps));
+    // The same precise timer as the ACIP senders, so the baseline is not ~1 ms late where they are not.
+    let timer = Timer::start()?;
     let mut senders = Vec::with_capacity(clients);
     for s in schedules {
         let sock = TcpStream::connect(addr).await?;
         sock.set_nodelay(true)?;
-        senders.push(tokio::spawn(send(sock, s, t0, t0_unix_us, frame_bytes, cfg.duration)));
+        let timer = timer.clone();
+        senders.push(tokio::spawn(send(sock, s, t0, t0_unix_us, frame_bytes, cfg.duration, timer)));
     }
     let mut frames_sent = 0;
     for s in senders {
@@ -93,12 +97,13 @@ async fn send(
     t0_unix_us: u64,
     frame_bytes: usize,
     duration: Duration,
+    timer: Timer,
 ) -> std::io::Result<u64> {
     let mut buf = vec![0x5Au8; frame_bytes];
     let n = s.frames_in(duration);
     for seq in 0..n {
         let intended = s.intended(seq);
-        tokio::time::sleep_until((t0 + intended).into()).await;
+        timer.sleep_until(t0 + intended).await;
         let intended_us = t0_unix_us + intended.as_micros() as u64;
         buf[..8].copy_from_slice(&intended_us.to_be_bytes());
         sock.write_all(&buf).await?;

@@ -289,3 +289,52 @@ fn a_load_generator_that_falls_behind_is_not_a_pass() {
     assert_ne!(forced.status.code(), Some(7), "{}", text(&forced.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--profile` samples the whole process (clients and embedded server) and writes a flame graph beside
+/// report.html, which links it; summary.md names it.
+#[test]
+fn profile_writes_a_flame_graph_the_report_links() {
+    let dir = temp_dir("profile");
+    // Full-size frames, so the server's checks of them take enough CPU time to be sampled many times
+    // (SIGPROF follows the kernel tick: 250 a second at most here); a debug build may fall behind.
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["soak", "--clients", "2", "--frame", "640x480", "--fps", "30", "--duration", "2s"])
+        .args(["--seed", "9", "--quiet", "--allow-behind", "--profile", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run harness soak --profile");
+    assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+
+    let svg = std::fs::read_to_string(dir.join("flamegraph.svg")).expect("flamegraph.svg beside the report");
+    assert!(svg.starts_with("<?xml"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.contains("<svg") && svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<g").count(), svg.matches("</g>").count(), "unbalanced groups");
+    // One <title> per frame ("name (N samples, P%)"); a 2 s run of 2 clients and the server has many.
+    let frames = svg.matches(" samples, ").count();
+    assert!(frames >= 20, "{frames} frames");
+    // The embedded server (same process) decodes every 921,646-byte frame and checks its CRC-32C: about a
+    // quarter of the samples in a debug build.
+    assert!(
+        svg.contains("acip::codec::Packet::decode"),
+        "no acip::codec::Packet::decode frame in the flame graph"
+    );
+    assert!(svg.contains("reference_server::"), "no reference_server frame in the flame graph");
+    if let Ok(o) = Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])"])
+        .arg(dir.join("flamegraph.svg"))
+        .output()
+    {
+        // A real XML parser where one is installed.
+        assert!(o.status.success(), "flamegraph.svg is not well-formed XML: {}", text(&o.stderr));
+    }
+
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<a href=\"flamegraph.svg\">"), "report.html does not link the flame graph");
+    let md = std::fs::read_to_string(dir.join(SUMMARY_MD)).unwrap();
+    assert!(md.contains("## CPU profile") && md.contains("`flamegraph.svg`"), "{md}");
+    let (_, r) = report::read(&dir).unwrap();
+    assert_eq!(r.settings.get("profile").map(String::as_str), Some("flamegraph.svg"));
+    assert!(r.notes.iter().any(|n| n.starts_with("CPU profile in flamegraph.svg: ")), "{:?}", r.notes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
