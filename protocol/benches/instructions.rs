@@ -7,6 +7,10 @@
 //! * `reassembly`: the same packet reassembled from its 225 WebSocket fragments of 4096 bytes.
 //! * `encrypt` / `decrypt`: `Session::encrypt` / `decrypt` of it on the default cipher backend.
 //! * `handshake`: a whole TCP key exchange (`head`, mode ENCRYPT, no password: Argon2id would swamp it).
+//! * `soak_iteration`: one frame's whole round as a `harness soak` client and the server do it, through the
+//!   sans-IO `acip::conn::Conn` of each role on an encrypted `feb` WebSocket session set up beforehand:
+//!   render the 320x240 test pattern into an IMAGE_FRAME, encrypt, encode, cut into masked 4096-byte
+//!   fragments (the native client's size); then reassemble, unmask, decrypt, decode and check the pattern.
 //!
 //! Needs valgrind and `gungraun-runner` of the same version as the `gungraun` dev-dependency.
 //! Under valgrind the CPU shows no AVX-512, so the cipher's AVX2 kernels are the ones counted.
@@ -18,8 +22,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use acip::codec::payloads::ImageFrame;
 use acip::codec::{Limits, Packet, PacketType};
+use acip::conn::{Conn, ConnConfig, Event, Input, Output, State};
 use acip::crypto::{ClientHandshake, HandshakeConfig, ServerHandshake, Session, Transport};
+use acip::pattern::PatternInfo;
 use acip::ws::{
     fragment, Frame, Reassembler, ReassemblerConfig, ReassemblyEvent, FRAGMENT_SIZE_NATIVE_CLIENT,
 };
@@ -69,6 +76,58 @@ fn handshakes() -> (ServerHandshake, ClientHandshake, Instant) {
     let server = ServerHandshake::new(HandshakeConfig::new(Dialect::Head, Transport::Tcp, 1), now);
     let client = ClientHandshake::new(HandshakeConfig::new(Dialect::Head, Transport::Tcp, 2), now);
     (server, client, now)
+}
+
+/// A client and a server connection after an encrypted `feb` WebSocket handshake, with nothing in flight.
+struct SoakPair {
+    client: Conn,
+    server: Conn,
+    now: Instant,
+}
+
+/// Moves every transmit of `from` into `to`; returns whether anything moved.
+fn deliver(from: &mut Conn, to: &mut Conn, now: Instant) -> bool {
+    let mut moved = false;
+    while let Some(out) = from.poll_output() {
+        if let Output::Transmit(bytes) = out {
+            to.handle_input(Input::Bytes(bytes), now);
+            moved = true;
+        }
+    }
+    moved
+}
+
+fn soak_pair() -> SoakPair {
+    let now = origin();
+    let mut client_config = ConnConfig::new(Dialect::Feb, Transport::WebSocket, 2);
+    client_config.ws_fragment = Some(FRAGMENT_SIZE_NATIVE_CLIENT);
+    let mut client = Conn::client(client_config, now);
+    let mut server = Conn::server(ConnConfig::new(Dialect::Feb, Transport::WebSocket, 1), now);
+    while deliver(&mut client, &mut server, now) | deliver(&mut server, &mut client, now) {}
+    assert!(client.state() == State::Open && server.state() == State::Open, "handshake did not finish");
+    assert!(client.is_encrypted() && server.is_encrypted(), "session not encrypted");
+    SoakPair { client, server, now }
+}
+
+#[library_benchmark]
+#[bench::feb_ws_encrypted_320x240(setup = soak_pair)]
+fn soak_iteration(SoakPair { mut client, mut server, now }: SoakPair) -> PatternInfo {
+    let (w, h) = (320u16, 240u16);
+    let mut payload = vec![0u8; ImageFrame::HEADER_LEN + w as usize * h as usize * 3];
+    payload[0..4].copy_from_slice(&u32::from(w).to_be_bytes());
+    payload[4..8].copy_from_slice(&u32::from(h).to_be_bytes());
+    payload[8..12].copy_from_slice(&ImageFrame::RGB24.to_be_bytes());
+    acip::pattern::render_into(w, h, 1, 1_000_000, 7, &mut payload[ImageFrame::HEADER_LEN..]).unwrap();
+    client.handle_input(Input::Send(Packet::new(PacketType::IMAGE_FRAME, payload)), now);
+    deliver(&mut client, &mut server, now);
+    let mut info = None;
+    while let Some(out) = server.poll_output() {
+        if let Output::Event(Event::Packet(p)) = out {
+            let frame = ImageFrame::decode_bytes(&p.payload).unwrap();
+            info = Some(acip::pattern::inspect(&frame.pixels).unwrap());
+        }
+    }
+    black_box(info.expect("the server received no IMAGE_FRAME"))
 }
 
 #[library_benchmark]
@@ -121,6 +180,9 @@ fn handshake(
     black_box((server.into_session().unwrap(), client.into_session().unwrap()))
 }
 
-library_benchmark_group!(name = acip_hot_paths; benchmarks = decode_crc, reassembly, encrypt, decrypt, handshake);
+library_benchmark_group!(
+    name = acip_hot_paths;
+    benchmarks = decode_crc, reassembly, encrypt, decrypt, handshake, soak_iteration
+);
 
 main!(library_benchmark_groups = acip_hot_paths);
