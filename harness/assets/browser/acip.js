@@ -1,9 +1,12 @@
-// ACIP over the browser's own WebSocket (ACIP-SPEC.md 1, 3, 6.2), for `harness browser`.
+// ACIP over the browser's own WebSocket (ACIP-SPEC.md 1, 3, 4, 6.2), for `harness browser`.
 //
-// Plaintext only: the page sends CLIENT_CAPABILITIES, STREAM_START, IMAGE_FRAMEs of the harness's moving
-// test pattern (protocol/src/pattern.rs, byte for byte) and a PING every second, and renders the
-// ASCII_FRAMEs it receives into <pre id="ascii">. Everything the harness needs comes back as the value of
-// the promise returned by Acip.run(options). A test compares Acip.encodeSample() with the Rust codec.
+// The page sends CLIENT_CAPABILITIES, STREAM_START, IMAGE_FRAMEs of the harness's moving test pattern
+// (protocol/src/pattern.rs, byte for byte) and a PING every second, and renders the ASCII_FRAMEs it
+// receives into <pre id="ascii">. With `encrypt`, it first answers the server's WebSocket handshake (4.4)
+// and then sends every packet as an ENCRYPTED packet (4.5), with libsodium.js (npm libsodium-wrappers,
+// served by the harness under /sodium/, loaded on demand). Everything the harness needs comes back as the
+// value of the promise returned by Acip.run(options). Tests compare Acip.encodeSample() with the Rust
+// codec and Acip.cryptoSample() with acip::crypto.
 (function (global) {
   "use strict";
 
@@ -62,7 +65,19 @@
     SERVER_STATE: 5008,
     CRYPTO_PARAMETERS: 1101,
     CRYPTO_KEY_EXCHANGE_INIT: 1102,
+    CRYPTO_KEY_EXCHANGE_RESP: 1103,
+    CRYPTO_AUTH_CHALLENGE: 1104,
+    CRYPTO_AUTH_FAILED: 1106,
+    CRYPTO_HANDSHAKE_COMPLETE: 1108,
+    ENCRYPTED: 1200,
+    CRYPTO_REKEY_REQUEST: 1201,
+    CRYPTO_REKEY_COMPLETE: 1203,
   };
+
+  // The handshake class (section 2, column "P"): 1000, 1100-1109, 1201-1203. Never encrypted.
+  function isHandshake(type) {
+    return type === 1000 || (type >= 1100 && type <= 1109) || (type >= 1201 && type <= 1203);
+  }
 
   // Writes the 22-byte header for the payload already in buf[22, 22 + len).
   function writeHeader(buf, type, len) {
@@ -198,6 +213,236 @@
     return toBase64(all);
   }
 
+
+  // ---- Encryption (ACIP-SPEC.md 4.1, 4.4, 4.5) with libsodium.js -----------------------------------------
+  const NONCE_LEN = 24;
+  const MAC_LEN = 16;
+  // CRYPTO_MAX_PLAINTEXT_SIZE: inner header + payload (1.3).
+  const MAX_PLAINTEXT = 1024 * 1024;
+  let sodiumLoaded = null;
+
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const el = document.createElement("script");
+      el.src = src;
+      el.onload = resolve;
+      el.onerror = () => reject(new Error("could not load " + src + " from the harness"));
+      document.head.appendChild(el);
+    });
+  }
+
+  // libsodium.js, once: the Emscripten module first (it sets the global `libsodium` the wrappers use).
+  function loadSodium() {
+    if (!sodiumLoaded) {
+      sodiumLoaded = (async () => {
+        if (!global.sodium) {
+          await loadScript("/sodium/libsodium.js");
+          await loadScript("/sodium/libsodium-wrappers.js");
+        }
+        await global.sodium.ready;
+        return global.sodium;
+      })();
+    }
+    return sodiumLoaded;
+  }
+
+  function toHex(bytes) {
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function fromHex(hex) {
+    const out = new Uint8Array(hex.length >> 1);
+    for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
+    return out;
+  }
+
+  function fromBase64(b64) {
+    const s = atob(b64);
+    const out = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+    return out;
+  }
+
+  // The traffic key (4.1): `feb` crypto_box_beforenm = HSalsa20 of the X25519 output, `head` the raw
+  // X25519 output. An all-zero result (a low-order peer key) is refused, as libsodium refuses it.
+  function sessionKey(sodium, dialect, secretKey, peerPublic) {
+    const key =
+      dialect === "head"
+        ? sodium.crypto_scalarmult(secretKey, peerPublic)
+        : sodium.crypto_box_beforenm(peerPublic, secretKey);
+    if (key.every((b) => b === 0)) throw new Error("the server's key exchange key is a low-order point");
+    return key;
+  }
+
+  // One key for both directions (4.1). Outgoing nonces: this sender's 16-byte session id, then a counter
+  // from 1, little-endian in `feb`, big-endian in `head`. Incoming nonces are taken from the packet.
+  class Sealer {
+    constructor(sodium, dialect, key, sessionId) {
+      this.sodium = sodium;
+      this.littleEndian = dialect !== "head";
+      this.key = key;
+      this.sessionId = sessionId;
+      this.counter = 1n;
+    }
+
+    nonce(counter) {
+      const n = new Uint8Array(NONCE_LEN);
+      n.set(this.sessionId);
+      new DataView(n.buffer).setBigUint64(16, counter, this.littleEndian);
+      return n;
+    }
+
+    // Wraps a whole packet (header and payload) in an ENCRYPTED packet: nonce ‖ MAC ‖ XSalsa20(packet).
+    seal(inner) {
+      if (inner.length > MAX_PLAINTEXT) {
+        throw new Error("a " + inner.length + "-byte packet is over the 1 MiB an ENCRYPTED packet may hold");
+      }
+      const nonce = this.nonce(this.counter);
+      this.counter += 1n;
+      const boxed = this.sodium.crypto_secretbox_easy(inner, nonce, this.key);
+      const out = new Uint8Array(HEADER_LEN + NONCE_LEN + boxed.length);
+      out.set(nonce, HEADER_LEN);
+      out.set(boxed, HEADER_LEN + NONCE_LEN);
+      writeHeader(out, TYPE.ENCRYPTED, out.length - HEADER_LEN);
+      return out;
+    }
+
+    // The packet inside an ENCRYPTED payload as {type, payload}. Throws, naming the check that failed
+    // (MAC, inner length, inner CRC; the inner magic is not checked, as in the real receiver, 4.5).
+    open(ct) {
+      if (ct.length < NONCE_LEN + MAC_LEN) throw new Error("ciphertext of " + ct.length + " bytes");
+      let plain;
+      try {
+        plain = this.sodium.crypto_secretbox_open_easy(ct.subarray(NONCE_LEN), ct.subarray(0, NONCE_LEN), this.key);
+      } catch (e) {
+        throw new Error("bad MAC");
+      }
+      if (plain.length < HEADER_LEN) throw new Error("inner packet of " + plain.length + " bytes");
+      const v = new DataView(plain.buffer, plain.byteOffset, HEADER_LEN);
+      const type = v.getUint16(8);
+      const len = v.getUint32(10);
+      if (len !== plain.length - HEADER_LEN) {
+        throw new Error("inner length " + len + " in " + (plain.length - HEADER_LEN) + " bytes");
+      }
+      const payload = plain.slice(HEADER_LEN);
+      if ((len === 0 ? 0 : crc32c(payload)) !== v.getUint32(14)) throw new Error("inner CRC mismatch");
+      return { type, payload };
+    }
+  }
+
+  // The client side of the WebSocket handshake (4.4): the server opens with CRYPTO_PARAMETERS (`head`)
+  // and KEY_EXCHANGE_INIT; the page answers KEY_EXCHANGE_RESP and waits for HANDSHAKE_COMPLETE. The page
+  // has no password and no identity key, so an AUTH_CHALLENGE ends the session. `secretKey` fixes the
+  // ephemeral X25519 key (tests); otherwise a fresh one is drawn per connection.
+  class ClientHandshake {
+    constructor(sodium, dialect, secretKey) {
+      this.sodium = sodium;
+      this.dialect = dialect;
+      if (secretKey) {
+        this.secretKey = secretKey;
+        this.publicKey = sodium.crypto_scalarmult_base(secretKey);
+      } else {
+        const kp = sodium.crypto_box_keypair();
+        this.secretKey = kp.privateKey;
+        this.publicKey = kp.publicKey;
+      }
+      this.params = null;
+      this.key = null;
+      this.serverIdentity = null;
+      this.state = "KEY_EXCHANGE_INIT";
+    }
+
+    get done() {
+      return this.state === "done";
+    }
+
+    // Handles one handshake packet; returns the (plain) packets to send. Throws on a protocol failure.
+    handle(type, p) {
+      const v = new DataView(p.buffer, p.byteOffset, p.length);
+      const unexpected = () => new Error("unexpected handshake packet " + type + " while waiting for " + this.state);
+      switch (type) {
+        case TYPE.CRYPTO_PARAMETERS: {
+          if (this.state !== "KEY_EXCHANGE_INIT" || this.params) throw unexpected();
+          if (p.length !== 18) throw new Error("CRYPTO_PARAMETERS of " + p.length + " bytes, expected 18");
+          if (p[0] !== 1) throw new Error("CRYPTO_PARAMETERS selected_kex " + p[0] + ", expected 1 (X25519)");
+          if (p[2] !== 1) throw new Error("CRYPTO_PARAMETERS selected_cipher " + p[2] + ", expected 1");
+          if (v.getUint16(4) !== 32) throw new Error("CRYPTO_PARAMETERS kex_public_key_size " + v.getUint16(4));
+          this.params = { auth: p[1] !== 0, verification: p[3] !== 0 };
+          return [];
+        }
+        case TYPE.CRYPTO_KEY_EXCHANGE_INIT: {
+          if (this.state !== "KEY_EXCHANGE_INIT") throw unexpected();
+          if (this.dialect === "head" && !this.params) {
+            throw new Error("KEY_EXCHANGE_INIT before CRYPTO_PARAMETERS, which a head server sends first");
+          }
+          if (p.length !== 32 && p.length !== 128) {
+            throw new Error("KEY_EXCHANGE_INIT of " + p.length + " bytes, expected 32 or 128");
+          }
+          const eph = p.slice(0, 32);
+          const signed = p.length === 128;
+          if (signed) {
+            const id = p.slice(32, 64);
+            let ok = false;
+            try {
+              ok = this.sodium.crypto_sign_verify_detached(p.slice(64, 128), eph, id);
+            } catch (e) {
+              ok = false;
+            }
+            if (!ok) throw new Error("the server's signature over its key exchange key does not verify");
+            this.serverIdentity = toHex(id);
+          }
+          this.key = sessionKey(this.sodium, this.dialect, this.secretKey, eph);
+          // The extended form (zero identity and signature, no GPG id: 129 B) when the server asked for
+          // authentication or verification or proved an identity (4.3 step 6).
+          const extended = signed || (this.params !== null && (this.params.auth || this.params.verification));
+          const resp = new Uint8Array(extended ? 129 : 32);
+          resp.set(this.publicKey);
+          this.state = "HANDSHAKE_COMPLETE";
+          return [packet(TYPE.CRYPTO_KEY_EXCHANGE_RESP, resp)];
+        }
+        case TYPE.CRYPTO_HANDSHAKE_COMPLETE: {
+          if (this.state !== "HANDSHAKE_COMPLETE") throw unexpected();
+          if (p.length !== 0) throw new Error("HANDSHAKE_COMPLETE of " + p.length + " bytes, expected 0");
+          this.state = "done";
+          return [];
+        }
+        case TYPE.CRYPTO_AUTH_CHALLENGE:
+          throw new Error(
+            "the server asks for authentication (AUTH_CHALLENGE flags 0x" +
+              (p.length > 0 ? p[0].toString(16) : "?") +
+              "): the page has no password or client key"
+          );
+        case TYPE.CRYPTO_AUTH_FAILED:
+          throw new Error("the server sent AUTH_FAILED (reason 0x" + (p.length > 0 ? p[0].toString(16) : "?") + ")");
+        default:
+          throw unexpected();
+      }
+    }
+  }
+
+  // What a test compares with acip::crypto: the X25519 public key of `secretKey`, the session key of
+  // `dialect` from `secretKey` and `peerPublic` (hex), the packets `seal` (base64, whole packets) sealed in
+  // order by a Sealer over `key` and `sessionId` (hex), and the ENCRYPTED packets `open` (base64) opened
+  // and re-encoded as plain packets.
+  async function cryptoSample(o) {
+    const sodium = await loadSodium();
+    const sk = fromHex(o.secretKey);
+    const sealer = new Sealer(sodium, o.dialect, fromHex(o.key), fromHex(o.sessionId));
+    return {
+      publicKey: toHex(sodium.crypto_scalarmult_base(sk)),
+      sessionKey: toHex(sessionKey(sodium, o.dialect, sk, fromHex(o.peerPublic))),
+      sealed: (o.seal || []).map((b) => toBase64(sealer.seal(fromBase64(b)))),
+      opened: (o.open || []).map((b) => {
+        const d = new StreamDecoder();
+        d.push(fromBase64(b));
+        const outer = d.next();
+        if (!outer || outer.type !== TYPE.ENCRYPTED) throw new Error("not an ENCRYPTED packet");
+        const inner = sealer.open(outer.payload);
+        return toBase64(packet(inner.type, inner.payload));
+      }),
+    };
+  }
+
   // ---- Receiving: packets cut from the byte stream by their length field --------------------------------
   class StreamDecoder {
     constructor() {
@@ -254,7 +499,8 @@
   }
 
   // Options: url, dialect ("feb" | "head"), width, height, fps, durationMs, cols, rows, tag,
-  // maxBufferedFrames (skip a frame while more than this many frames wait in the socket's send buffer).
+  // maxBufferedFrames (skip a frame while more than this many frames wait in the socket's send buffer),
+  // encrypt (answer the server's handshake and send everything after it encrypted), handshakeTimeoutMs.
   async function run(o) {
     const pre = document.getElementById("ascii");
     const status = document.getElementById("status");
@@ -279,9 +525,26 @@
       server_errors: [],
       window_ms: 0,
       pre_text_len: 0,
+      encrypted: false,
+      handshake_ms: null,
+      server_identity: null,
+      encrypted_received: 0,
+      plain_received_after_handshake: 0,
+      decrypt_failed: 0,
+      decrypt_errors: [],
+      rekey_ignored: 0,
     };
     const t0 = performance.now();
     const rel = () => performance.now() - t0;
+    let sodium = null;
+    if (o.encrypt) {
+      try {
+        sodium = await loadSodium();
+      } catch (e) {
+        res.error = "libsodium.js: " + e.message;
+        return res;
+      }
+    }
     const frameLen = imageFrameLen(o.width, o.height);
     const maxBuffered = (o.maxBufferedFrames || 2) * frameLen;
     const decoder = new StreamDecoder();
@@ -301,6 +564,74 @@
       res.closed = { code: ev.code, reason: ev.reason, at_ms: rel(), clean: ev.wasClean };
       closedResolve();
     };
+    const handshake = o.encrypt ? new ClientHandshake(sodium, o.dialect) : null;
+    let sealer = null;
+    let handshakeSettled;
+    const handshakeDone = new Promise((r) => (handshakeSettled = r));
+    const fail = (message) => {
+      if (!res.error) res.error = message;
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(4000, "client error");
+    };
+    // Sends a packet, sealed once the handshake gave a key.
+    const send = (pkt) => ws.send(sealer ? sealer.seal(pkt) : pkt);
+
+    // A plain packet, or one taken out of an ENCRYPTED packet.
+    const handlePacket = (p) => {
+      res.packets_by_type[p.type] = (res.packets_by_type[p.type] || 0) + 1;
+      const v = new DataView(p.payload.buffer, p.payload.byteOffset, p.payload.length);
+      if (p.type === TYPE.ASCII_FRAME && p.payload.length >= 24) {
+        const flags = v.getUint32(20);
+        const compressed = v.getUint32(12);
+        if (flags & 0x02 && compressed > 0) {
+          res.ascii_compressed++;
+          return;
+        }
+        const text = p.payload.subarray(24);
+        if (crc32c(text) !== v.getUint32(16)) {
+          res.ascii_checksum_bad++;
+          return;
+        }
+        res.ascii_frames++;
+        res.ascii_at_ms.push(rel());
+        res.ascii_width = v.getUint32(0);
+        res.ascii_height = v.getUint32(4);
+        pre.textContent = stripAnsi(textDecoder.decode(text));
+      } else if (p.type === TYPE.PONG && pingsOut.length > 0) {
+        res.ping_rtt_ms.push(rel() - pingsOut.shift());
+      } else if ((p.type === TYPE.ERROR_MESSAGE || p.type === TYPE.REMOTE_LOG) && p.payload.length >= 8) {
+        const n = Math.min(v.getUint32(4), p.payload.length - 8);
+        res.server_errors.push(p.type + ": " + textDecoder.decode(p.payload.subarray(8, 8 + n)));
+      }
+    };
+
+    const handleHandshake = (p) => {
+      res.packets_by_type[p.type] = (res.packets_by_type[p.type] || 0) + 1;
+      if (p.type === TYPE.CRYPTO_PARAMETERS || p.type === TYPE.CRYPTO_KEY_EXCHANGE_INIT) res.handshake_offered = true;
+      if (!handshake) return; // plaintext page: the server's offer is ignored (4.4)
+      if (handshake.done) {
+        // REKEY_* after the handshake: ignored, the old key kept (4.8).
+        if (p.type >= TYPE.CRYPTO_REKEY_REQUEST && p.type <= TYPE.CRYPTO_REKEY_COMPLETE) res.rekey_ignored++;
+        else fail("handshake packet " + p.type + " after the handshake");
+        return;
+      }
+      let out;
+      try {
+        out = handshake.handle(p.type, p.payload);
+      } catch (e) {
+        fail("handshake: " + e.message);
+        handshakeSettled(false);
+        return;
+      }
+      for (const q of out) ws.send(q);
+      if (handshake.done) {
+        sealer = new Sealer(sodium, o.dialect, handshake.key, sodium.randombytes_buf(16));
+        res.encrypted = true;
+        res.server_identity = handshake.serverIdentity;
+        res.handshake_ms = rel() - res.opened_ms;
+        handshakeSettled(true);
+      }
+    };
+
     ws.onmessage = (ev) => {
       decoder.push(new Uint8Array(ev.data));
       for (;;) {
@@ -308,37 +639,34 @@
         try {
           p = decoder.next();
         } catch (e) {
-          res.error = e.message;
-          ws.close(1002, "bad magic");
+          fail(e.message);
           return;
         }
         if (!p) return;
-        res.packets_by_type[p.type] = (res.packets_by_type[p.type] || 0) + 1;
-        const v = new DataView(p.payload.buffer);
-        if (p.type === TYPE.ASCII_FRAME && p.payload.length >= 24) {
-          const flags = v.getUint32(20);
-          const compressed = v.getUint32(12);
-          if (flags & 0x02 && compressed > 0) {
-            res.ascii_compressed++;
+        if (p.type === TYPE.ENCRYPTED) {
+          res.packets_by_type[p.type] = (res.packets_by_type[p.type] || 0) + 1;
+          if (!sealer) {
+            res.decrypt_failed++;
+            if (res.decrypt_errors.length < 5) res.decrypt_errors.push("ENCRYPTED packet before a key");
             continue;
           }
-          const text = p.payload.subarray(24);
-          if (crc32c(text) !== v.getUint32(16)) {
-            res.ascii_checksum_bad++;
+          let inner;
+          try {
+            inner = sealer.open(p.payload);
+          } catch (e) {
+            res.decrypt_failed++;
+            if (res.decrypt_errors.length < 5) res.decrypt_errors.push(e.message);
             continue;
           }
-          res.ascii_frames++;
-          res.ascii_at_ms.push(rel());
-          res.ascii_width = v.getUint32(0);
-          res.ascii_height = v.getUint32(4);
-          pre.textContent = stripAnsi(textDecoder.decode(text));
-        } else if (p.type === TYPE.PONG && pingsOut.length > 0) {
-          res.ping_rtt_ms.push(rel() - pingsOut.shift());
-        } else if (p.type === TYPE.CRYPTO_PARAMETERS || p.type === TYPE.CRYPTO_KEY_EXCHANGE_INIT) {
-          res.handshake_offered = true;
-        } else if ((p.type === TYPE.ERROR_MESSAGE || p.type === TYPE.REMOTE_LOG) && p.payload.length >= 8) {
-          const n = Math.min(v.getUint32(4), p.payload.length - 8);
-          res.server_errors.push(p.type + ": " + textDecoder.decode(p.payload.subarray(8, 8 + n)));
+          res.encrypted_received++;
+          if (isHandshake(inner.type)) handleHandshake(inner);
+          else handlePacket(inner);
+        } else if (isHandshake(p.type)) {
+          handleHandshake(p);
+        } else {
+          // Before the handshake ends the server may send plaintext (4.4); WS receivers accept both.
+          if (sealer) res.plain_received_after_handshake++;
+          handlePacket(p);
         }
       }
     };
@@ -352,9 +680,30 @@
       return res;
     }
     res.opened_ms = rel();
-    status.textContent = "streaming " + o.width + "x" + o.height + " at " + o.fps + " fps to " + o.url;
-    ws.send(capabilities(o.dialect, o.cols, o.rows, o.fps));
-    ws.send(streamStart(1));
+    if (handshake) {
+      status.textContent = "handshake with " + o.url;
+      // Like the native client, wait a bounded time for "crypto ready" before CLIENT_CAPABILITIES (4.7).
+      const limit = o.handshakeTimeoutMs || 10000;
+      const ok = await Promise.race([
+        handshakeDone,
+        closed.then(() => false),
+        new Promise((r) => setTimeout(() => r(false), limit)),
+      ]);
+      if (!ok) {
+        fail(
+          res.closed
+            ? "the server closed the connection (code " + res.closed.code + ") during the crypto handshake"
+            : "no crypto handshake completed within " + limit + " ms (state: waiting for " + handshake.state + ")"
+        );
+        await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+        status.textContent = "failed: " + res.error;
+        return res;
+      }
+    }
+    status.textContent =
+      "streaming " + o.width + "x" + o.height + " at " + o.fps + " fps to " + o.url + (sealer ? " (encrypted)" : "");
+    send(capabilities(o.dialect, o.cols, o.rows, o.fps));
+    send(streamStart(1));
 
     const buf = new Uint8Array(frameLen);
     const period = 1000 / o.fps;
@@ -371,7 +720,7 @@
       if (ws.readyState !== WebSocket.OPEN) break;
       if (performance.now() >= nextPing) {
         pingsOut.push(rel());
-        ws.send(ping());
+        send(ping());
         res.pings_sent++;
         nextPing += 1000;
       }
@@ -383,7 +732,9 @@
       const intendedUs = unixStartUs + Math.round(i * period * 1000);
       imageFrame(buf, o.width, o.height, seq, intendedUs, o.tag);
       const built = performance.now();
-      ws.send(buf);
+      const wire = sealer ? sealer.seal(buf) : buf;
+      const sealed = performance.now();
+      ws.send(wire);
       const sent = performance.now();
       const buffered = ws.bufferedAmount;
       if (buffered > res.max_buffered) res.max_buffered = buffered;
@@ -392,6 +743,7 @@
         due_ms: due - t0,
         start_ms: begin - t0,
         built_ms: built - t0,
+        sealed_ms: sealer ? sealed - t0 : null,
         sent_ms: sent - t0,
         buffered,
       });
@@ -412,9 +764,9 @@
         ? "the server closed the connection (code " + res.closed.code + " " + res.closed.reason + ") before a frame was sent"
         : "no frame was sent";
     }
-    if (res.handshake_offered && res.ascii_frames === 0 && !res.error) {
+    if (!o.encrypt && res.handshake_offered && res.ascii_frames === 0 && !res.error) {
       res.error =
-        "the target started a crypto handshake and sent no ASCII frame: it requires encryption, which this page does not speak";
+        "the target started a crypto handshake and sent no ASCII frame: it may require encryption (try --encrypt)";
     }
     res.ok = res.error === null;
     status.textContent = res.ok ? "done" : "failed: " + res.error;
@@ -432,6 +784,11 @@
     renderPattern,
     encodeSample,
     StreamDecoder,
+    loadSodium,
+    sessionKey,
+    Sealer,
+    ClientHandshake,
+    cryptoSample,
     run,
   };
 })(typeof window !== "undefined" ? window : globalThis);

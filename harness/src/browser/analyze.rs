@@ -137,7 +137,8 @@ pub fn histograms(
     let f = &page.frames;
     let send_interval = histogram_of(f.windows(2).map(|w| ms_to_us(w[1].sent_ms - w[0].sent_ms)));
     let build = histogram_of(f.iter().map(|x| ms_to_us(x.built_ms - x.start_ms)));
-    let send_call = histogram_of(f.iter().map(|x| ms_to_us(x.sent_ms - x.built_ms)));
+    let encrypt = histogram_of(f.iter().filter_map(|x| x.sealed_ms.map(|s| ms_to_us(s - x.built_ms))));
+    let send_call = histogram_of(f.iter().map(|x| ms_to_us(x.sent_ms - x.sealed_ms.unwrap_or(x.built_ms))));
     let lag = histogram_of(f.iter().map(|x| ms_to_us(x.start_ms - x.due_ms)));
     let ascii = histogram_of(page.ascii_at_ms.windows(2).map(|w| ms_to_us(w[1] - w[0])));
     let rtt = histogram_of(page.ping_rtt_ms.iter().map(|&x| ms_to_us(x)));
@@ -148,6 +149,7 @@ pub fn histograms(
         ("browser_send_interval", "client", "interval between consecutive IMAGE_FRAMEs handed to WebSocket.send by the page", send_interval),
         ("browser_send_lag", "client", "a frame's scheduled send time to the page starting to build it (timer lateness)", lag),
         ("browser_build", "client", "the page building one IMAGE_FRAME in JavaScript: test pattern, two CRC-32C passes", build),
+        ("browser_encrypt", "client", "the page sealing one IMAGE_FRAME in an ENCRYPTED packet (XSalsa20-Poly1305 in libsodium.js, outer header and CRC-32C); encrypted sessions only", encrypt),
         ("browser_send_call", "client", "the WebSocket.send call for one IMAGE_FRAME (the copy into the browser)", send_call),
         ("browser_fragment_gap", "tap", "idle time between WebSocket frames of one IMAGE_FRAME message at the tap: last byte of a frame to the header of the next", gaps),
         ("browser_fragment_interval", "tap", "last byte of a WebSocket frame to the last byte of the next frame of the same message, at the tap", intervals),

@@ -1,8 +1,10 @@
 //! `harness browser`: a real browser as an ACIP client. Headless Chromium opens a page served on loopback
-//! whose JavaScript (`assets/browser/acip.js`) speaks plaintext ACIP over the browser's own `WebSocket`:
+//! whose JavaScript (`assets/browser/acip.js`) speaks ACIP over the browser's own `WebSocket`:
 //! CLIENT_CAPABILITIES, STREAM_START, IMAGE_FRAMEs of the harness's test pattern (byte-identical to
 //! `acip::pattern`, so the reference server validates every frame) and a PING a second; it renders the
-//! ASCII_FRAMEs it receives in a `<pre>`.
+//! ASCII_FRAMEs it receives in a `<pre>`. With `--encrypt` the page answers the server's WebSocket
+//! handshake (ACIP-SPEC.md 4.4) and sends everything after it as ENCRYPTED packets (4.5), with
+//! libsodium.js from the npm registry (`sodium.rs`: fetched by a script, served to the page, not committed).
 //!
 //! ```text
 //!  Chromium page ──ws──► tap (times each WebSocket frame) ──► server (embedded reference server, or --target)
@@ -23,8 +25,10 @@
 //! go stale against the installed Chromium.
 
 pub mod analyze;
+pub mod capture;
 pub mod cdp;
 pub mod page;
+pub mod sodium;
 pub mod tap;
 
 use std::net::SocketAddr;
@@ -59,7 +63,8 @@ pub struct Args {
     /// The ASCII grid the page asks for, COLSxROWS (CLIENT_CAPABILITIES width and height).
     #[arg(long, default_value = "120x45", value_parser = crate::soak::parse_frame)]
     pub ascii: (u16, u16),
-    /// Encrypted sessions. Not implemented: the page speaks plaintext ACIP only.
+    /// Encrypted session: the page answers the server's crypto handshake and sends every packet after it
+    /// encrypted (XSalsa20-Poly1305, libsodium.js; the embedded server then runs in its encrypting mode).
     #[arg(long)]
     pub encrypt: bool,
     /// Switch on a fault of the embedded reference server (e.g. rx-pause); repeatable.
@@ -68,6 +73,10 @@ pub struct Args {
     /// Connect the browser straight to the server, without the tap that times its WebSocket frames.
     #[arg(long)]
     pub no_tap: bool,
+    /// Record the session the tap relays (both directions, as the server received it) to this pcap file,
+    /// and add its dissection by `replay` to the report (needs the tap).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_tap")]
+    pub capture: Option<PathBuf>,
     /// Also save a screenshot of the page (the last ASCII frame it rendered) as page.png.
     #[arg(long)]
     pub screenshot: bool,
@@ -79,7 +88,7 @@ pub struct Args {
 /// One browser session to run.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// `None`: start an embedded reference server (plaintext, `dialect`, `faults`).
+    /// `None`: start an embedded reference server (`dialect`, `faults`; encrypting with `encrypt`).
     pub target: Option<TargetUrl>,
     pub dialect: Dialect,
     pub frame: (u16, u16),
@@ -87,7 +96,11 @@ pub struct SessionConfig {
     pub duration: Duration,
     pub ascii: (u16, u16),
     pub faults: Vec<String>,
+    /// The page does the crypto handshake and encrypts (the embedded server offers it either way).
+    pub encrypt: bool,
     pub tap: bool,
+    /// Record what the tap relays to this pcap (needs `tap`).
+    pub capture: Option<PathBuf>,
     pub screenshot: bool,
     /// The pattern's tag field.
     pub tag: u32,
@@ -104,15 +117,22 @@ impl SessionConfig {
             duration,
             ascii: (120, 45),
             faults: Vec::new(),
+            encrypt: false,
             tap: true,
+            capture: None,
             screenshot: false,
             tag: 0xB0B0,
         }
     }
 
-    /// Wire bytes of one IMAGE_FRAME packet of this session.
+    /// Wire bytes of one IMAGE_FRAME packet of this session (in its ENCRYPTED wrapper with `encrypt`).
     pub fn image_wire_len(&self) -> u64 {
-        22 + 24 + self.frame.0 as u64 * self.frame.1 as u64 * 3
+        let plain = 22 + 24 + self.frame.0 as u64 * self.frame.1 as u64 * 3;
+        if self.encrypt {
+            plain + 22 + acip::crypto::session::OVERHEAD as u64
+        } else {
+            plain
+        }
     }
 }
 
@@ -123,6 +143,9 @@ pub struct PageFrame {
     pub due_ms: f64,
     pub start_ms: f64,
     pub built_ms: f64,
+    /// When the frame was sealed in its ENCRYPTED packet (encrypted sessions only).
+    #[serde(default)]
+    pub sealed_ms: Option<f64>,
     pub sent_ms: f64,
     /// `bufferedAmount` right after `send`.
     pub buffered: f64,
@@ -160,6 +183,29 @@ pub struct PageResult {
     pub server_errors: Vec<String>,
     pub window_ms: f64,
     pub pre_text_len: u64,
+    /// The page completed the crypto handshake and sealed everything after it.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// WebSocket open to HANDSHAKE_COMPLETE.
+    #[serde(default)]
+    pub handshake_ms: Option<f64>,
+    /// The server's Ed25519 identity (hex), when it signed its key exchange.
+    #[serde(default)]
+    pub server_identity: Option<String>,
+    /// ENCRYPTED packets the page opened.
+    #[serde(default)]
+    pub encrypted_received: u64,
+    /// Plain non-handshake packets received after the handshake (accepted, as WS receivers do).
+    #[serde(default)]
+    pub plain_received_after_handshake: u64,
+    /// ENCRYPTED packets the page could not open, and the first reasons.
+    #[serde(default)]
+    pub decrypt_failed: u64,
+    #[serde(default)]
+    pub decrypt_errors: Vec<String>,
+    /// REKEY_* packets ignored after the handshake (ACIP-SPEC.md 4.8).
+    #[serde(default)]
+    pub rekey_ignored: u64,
 }
 
 /// The embedded server's view of a session.
@@ -186,6 +232,8 @@ pub struct SessionResult {
     pub pre_text: String,
     pub screenshot: Option<Vec<u8>>,
     pub started: SystemTime,
+    /// The recording of `--capture` and its dissection.
+    pub capture: Option<capture::CaptureView>,
 }
 
 impl SessionResult {
@@ -224,6 +272,8 @@ pub enum SessionError {
     Io { context: String, source: std::io::Error },
     #[error("embedded reference server: {0}")]
     Server(String),
+    #[error(transparent)]
+    Sodium(#[from] sodium::SodiumError),
     #[error("{0}")]
     Usage(String),
 }
@@ -234,6 +284,8 @@ fn io_err(context: &str) -> impl FnOnce(std::io::Error) -> SessionError + '_ {
 
 /// Extra time the page gets beyond its window: connecting, draining, closing.
 const PAGE_SLACK: Duration = Duration::from_secs(60);
+/// Longest wait for the tap's connections to end after the session, before its capture is closed.
+const TAP_DRAIN: Duration = Duration::from_secs(5);
 /// Browser window and viewport.
 const VIEWPORT: (u32, u32) = (1280, 900);
 
@@ -241,6 +293,8 @@ const VIEWPORT: (u32, u32) = (1280, 900);
 /// measured. The browser and the embedded server are shut down before it returns.
 pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, SessionError> {
     let started = SystemTime::now();
+    // Before anything starts: an encrypted session cannot run without the page's crypto library.
+    let sodium = if cfg.encrypt { Some(std::sync::Arc::new(sodium::Sodium::locate()?)) } else { None };
     let (server, url) = match &cfg.target {
         Some(t) if !t.is_ws() => {
             return Err(SessionError::Usage(format!("{t}: a browser speaks WebSocket only (ws://HOST:PORT)")))
@@ -250,7 +304,7 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, SessionEr
             let mut sc = reference_server::ServerConfig {
                 tcp: None,
                 dialect: cfg.dialect,
-                encrypt: false,
+                encrypt: cfg.encrypt,
                 ..reference_server::ServerConfig::loopback()
             };
             for f in &cfg.faults {
@@ -267,8 +321,19 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, SessionEr
             .map_err(io_err("resolving the target"))?
             .next()
             .ok_or_else(|| SessionError::Usage(format!("{url}: no address")))?;
+        let recorder = match (&cfg.capture, cfg.tap) {
+            (Some(path), true) => Some(
+                crate::capture::record::Recorder::create(path, Default::default())
+                    .map_err(|e| SessionError::Usage(format!("--capture: {e}")))?,
+            ),
+            (Some(_), false) => {
+                return Err(SessionError::Usage("--capture needs the tap (not --no-tap)".into()))
+            }
+            (None, _) => None,
+        };
         let tap = if cfg.tap {
-            Some(tap::Tap::start(upstream).await.map_err(io_err("starting the tap"))?)
+            let opener = recorder.as_ref().map(|r| r.opener());
+            Some(tap::Tap::start(upstream, opener).await.map_err(io_err("starting the tap"))?)
         } else {
             None
         };
@@ -276,13 +341,13 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, SessionEr
             Some(t) => format!("ws://{}{}", t.addr(), url.path),
             None => url.to_string(),
         };
-        let pages = page::PageServer::start().await.map_err(io_err("starting the page server"))?;
+        let pages = page::PageServer::start_with(sodium).await.map_err(io_err("starting the page server"))?;
         let browser = cdp::Browser::launch(VIEWPORT).await?;
         let version = browser.version().to_string();
         let out = drive(&browser, &pages, cfg, &ws_url, server.as_ref(), tap.as_ref()).await;
         browser.close().await;
         let (page, pre_text, screenshot, server_at_end, tap_at_end) = out?;
-        Ok::<_, SessionError>((page, pre_text, screenshot, server_at_end, tap_at_end, tap, version))
+        Ok::<_, SessionError>((page, pre_text, screenshot, server_at_end, tap_at_end, tap, version, recorder))
     }
     .await;
     let server_view = match server {
@@ -296,7 +361,18 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, SessionEr
         }
         None => None,
     };
-    let (page, pre_text, screenshot, server_at_end, tap_at_end, tap, browser_version) = res?;
+    let (page, pre_text, screenshot, server_at_end, tap_at_end, tap, browser_version, recorder) = res?;
+    let capture = match recorder {
+        Some(r) => {
+            // The browser and the server have closed: let the tap finish relaying (bounded), so the
+            // recording holds everything it forwarded.
+            if let Some(t) = &tap {
+                t.wait_idle(TAP_DRAIN).await;
+            }
+            Some(capture::finish(r, cfg.dialect).await)
+        }
+        None => None,
+    };
     Ok(SessionResult {
         browser_version,
         target: url.to_string(),
@@ -311,6 +387,7 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, SessionEr
         pre_text,
         screenshot,
         started,
+        capture,
     })
 }
 
@@ -336,6 +413,7 @@ async fn drive(
         "rows": cfg.ascii.1,
         "tag": cfg.tag,
         "maxBufferedFrames": 2,
+        "encrypt": cfg.encrypt,
     });
     let expr = format!("Acip.run({opts})");
     let eval = page.evaluate(&expr, cfg.duration + PAGE_SLACK);
@@ -373,12 +451,13 @@ async fn drive(
 /// Builds the report of a session.
 pub fn build_report(cfg: &SessionConfig, r: &SessionResult, arguments: Vec<String>) -> Report {
     let title = format!(
-        "Browser ACIP client: {}x{} at {} fps for {:?} ({}), {}",
+        "Browser ACIP client: {}x{} at {} fps for {:?} ({}{}), {}",
         cfg.frame.0,
         cfg.frame.1,
         cfg.fps,
         cfg.duration,
         cfg.dialect,
+        if cfg.encrypt { ", encrypted" } else { "" },
         if cfg.target.is_some() { r.target.clone() } else { "embedded reference server".into() }
     );
     let mut rep = Report::new("browser", title, arguments, 0);
@@ -393,6 +472,8 @@ pub fn build_report(cfg: &SessionConfig, r: &SessionResult, arguments: Vec<Strin
     s.insert("duration".into(), format!("{:?}", cfg.duration));
     s.insert("ascii".into(), format!("{}x{}", cfg.ascii.0, cfg.ascii.1));
     s.insert("tap".into(), cfg.tap.to_string());
+    s.insert("encrypt".into(), cfg.encrypt.to_string());
+    s.insert("session_encrypted".into(), r.page.encrypted.to_string());
     s.insert("faults".into(), cfg.faults.join(","));
     s.insert("browser".into(), r.browser_version.clone());
 
@@ -400,7 +481,11 @@ pub fn build_report(cfg: &SessionConfig, r: &SessionResult, arguments: Vec<Strin
     let no_tap =
         if cfg.tap { "no IMAGE_FRAME message passed the tap" } else { "run without the tap (--no-tap)" };
     for (name, side, desc, h) in analyze::histograms(&r.page, &image) {
-        let absent = if side == "tap" { no_tap } else { "no samples" };
+        let absent = match (side, name) {
+            ("tap", _) => no_tap,
+            (_, "browser_encrypt") if !cfg.encrypt => "plaintext session (without --encrypt)",
+            _ => "no samples",
+        };
         rep.stages.push(analyze::stage(name, side, desc, &h, absent));
     }
     for (name, stage, desc) in [
@@ -456,6 +541,9 @@ pub fn build_report(cfg: &SessionConfig, r: &SessionResult, arguments: Vec<Strin
     c.insert("page_ascii_checksum_bad".into(), r.page.ascii_checksum_bad);
     c.insert("page_pings_sent".into(), r.page.pings_sent);
     c.insert("page_pongs".into(), r.page.ping_rtt_ms.len() as u64);
+    c.insert("page_encrypted_packets_received".into(), r.page.encrypted_received);
+    c.insert("page_decrypt_failed".into(), r.page.decrypt_failed);
+    c.insert("page_rekey_ignored".into(), r.page.rekey_ignored);
     c.insert("tap_image_messages".into(), image.len() as u64);
     c.insert("tap_image_fragments".into(), image.iter().map(|m| m.fragments.len() as u64).sum());
     if let Some(v) = &r.server {
@@ -473,14 +561,38 @@ pub fn build_report(cfg: &SessionConfig, r: &SessionResult, arguments: Vec<Strin
         rep.errors.insert("page".into(), 1);
         rep.notes.push(format!("page: {e}"));
     }
-    if r.page.handshake_offered {
+    if r.page.encrypted {
+        rep.notes.push(format!(
+            "session encrypted: the page completed the WebSocket crypto handshake in {:.1} ms ({} key{}) and \
+             sent every packet after it as ENCRYPTED (XSalsa20-Poly1305, libsodium.js); it opened {} ENCRYPTED \
+             packets from the server{}",
+            r.page.handshake_ms.unwrap_or_default(),
+            match cfg.dialect {
+                acip::Dialect::Feb => "feb: HSalsa20(X25519)",
+                acip::Dialect::Head => "head: raw X25519",
+            },
+            r.page.server_identity.as_ref().map_or(String::new(), |id| format!(", server identity {id}")),
+            r.page.encrypted_received,
+            if r.page.plain_received_after_handshake > 0 {
+                format!(" and accepted {} plain ones", r.page.plain_received_after_handshake)
+            } else {
+                String::new()
+            },
+        ));
+    } else if cfg.encrypt {
+        rep.notes.push("--encrypt: the page did not complete the crypto handshake".into());
+    }
+    for e in &r.page.decrypt_errors {
+        rep.notes.push(format!("page could not open an ENCRYPTED packet: {e}"));
+    }
+    if r.page.handshake_offered && !cfg.encrypt {
         rep.notes.push(if r.page.ascii_frames > 0 {
             "the server offered a crypto handshake (CRYPTO_PARAMETERS / KEY_EXCHANGE_INIT) and accepted the \
              plaintext session the page went on with"
                 .to_string()
         } else {
             "the server opened a crypto handshake (CRYPTO_PARAMETERS / KEY_EXCHANGE_INIT) and sent no ASCII \
-             frame: it may require encryption, which the page does not speak (--encrypt is not implemented)"
+             frame: it may require encryption (try --encrypt)"
                 .to_string()
         });
     }
@@ -523,6 +635,9 @@ pub fn build_report(cfg: &SessionConfig, r: &SessionResult, arguments: Vec<Strin
         ],
     });
     rep.tables.extend(analyze::fragment_tables(&image));
+    if let Some(view) = &r.capture {
+        capture::add_to_report(&mut rep, view, r.window().as_secs_f64());
+    }
 
     let mut reasons = Vec::new();
     if let Some(e) = &r.page.error {
@@ -531,10 +646,19 @@ pub fn build_report(cfg: &SessionConfig, r: &SessionResult, arguments: Vec<Strin
     if r.page.frames.is_empty() {
         reasons.push("the page sent no IMAGE_FRAME".into());
     }
+    if cfg.encrypt && !r.page.encrypted {
+        reasons.push("--encrypt: the session was not encrypted".into());
+    }
+    if r.page.decrypt_failed > 0 {
+        reasons.push(format!("the page could not open {} ENCRYPTED packets", r.page.decrypt_failed));
+    }
     if let Some(v) = &r.server {
         let k = &v.stats.counters;
         if k.frames_received == 0 {
             reasons.push("the server validated no frame".into());
+        }
+        if cfg.encrypt && k.packets_rx.get("ENCRYPTED").copied().unwrap_or(0) == 0 {
+            reasons.push("--encrypt: the server received no ENCRYPTED packet".into());
         }
         if k.frames_corrupt > 0 {
             reasons.push(format!("the server found {} corrupt frames", k.frames_corrupt));
@@ -560,6 +684,23 @@ pub fn summary_lines(cfg: &SessionConfig, r: &SessionResult) -> Vec<String> {
         r.page.skipped_backpressure,
         r.page.ascii_frames
     )];
+    if r.page.encrypted {
+        let enc = analyze::histogram_of(
+            r.page
+                .frames
+                .iter()
+                .filter_map(|f| f.sealed_ms.map(|s| ((s - f.built_ms).max(0.0) * 1000.0).round() as u64)),
+        );
+        out.push(format!(
+            "encrypted session: handshake {:.1} ms; page encrypt time per frame p50 {:.2} ms, p99 {:.2} ms; \
+             {} ENCRYPTED packets opened, {} failed",
+            r.page.handshake_ms.unwrap_or_default(),
+            enc.value_at_quantile(0.5) as f64 / 1000.0,
+            enc.value_at_quantile(0.99) as f64 / 1000.0,
+            r.page.encrypted_received,
+            r.page.decrypt_failed
+        ));
+    }
     if let Some(v) = &r.server {
         let k = &v.stats.counters;
         out.push(format!(
@@ -577,17 +718,13 @@ pub fn summary_lines(cfg: &SessionConfig, r: &SessionResult) -> Vec<String> {
         let shown: Vec<_> = sizes.iter().filter(|(_, c)| *c > 0).map(|(l, c)| format!("{l}: {c}")).collect();
         out.push(format!("browser frame sizes ({} messages): {}", image.len(), shown.join(", ")));
     }
+    if let Some(view) = &r.capture {
+        out.extend(capture::summary_lines(view));
+    }
     out
 }
 
 pub fn run(args: Args) -> crate::Result<ExitCode> {
-    if args.encrypt {
-        return Err(crate::Error::Usage(
-            "--encrypt is not implemented: the page speaks plaintext ACIP only (run against a server that \
-             accepts plaintext clients, e.g. the embedded one)"
-                .into(),
-        ));
-    }
     let target = match &args.target {
         Some(t) => Some(t.parse::<TargetUrl>().map_err(|e| crate::Error::Usage(format!("--target: {e}")))?),
         None => None,
@@ -605,7 +742,9 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
         duration: args.duration,
         ascii: args.ascii,
         faults: args.faults.clone(),
+        encrypt: args.encrypt,
         tap: !args.no_tap,
+        capture: args.capture.clone(),
         screenshot: args.screenshot,
         tag: 0xB0B0,
     };
@@ -613,6 +752,8 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| crate::Error::io("starting the runtime", e))?;
     let result = rt.block_on(run_session(&cfg)).map_err(|e| match e {
         SessionError::Usage(m) => crate::Error::Usage(m),
+        // Exit 2, like any other precondition of the command line that is not met.
+        e @ SessionError::Sodium(_) => crate::Error::Usage(e.to_string()),
         SessionError::Io { context, source } => crate::Error::io(context, source),
         other => crate::Error::Verdict(other.to_string()),
     })?;
@@ -622,6 +763,9 @@ pub fn run(args: Args) -> crate::Result<ExitCode> {
     write_hlog(&out, &cfg, &result)?;
     report.hlog_files.push("stages.hlog".into());
     crate::report::write_dir(&out, &report)?;
+    if let Some(view) = &result.capture {
+        capture::write_json(&out, view)?;
+    }
     if let Some(png) = &result.screenshot {
         std::fs::write(out.join("page.png"), png)
             .map_err(|e| crate::Error::io(format!("writing {}", out.join("page.png").display()), e))?;

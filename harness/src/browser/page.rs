@@ -1,11 +1,16 @@
-//! The page the browser opens, served on loopback: `GET /` (the page) and `GET /acip.js` (the ACIP client
-//! in JavaScript). Every request is bounded: 8 KiB of head, 5 s to send it, one response, then close.
+//! The page the browser opens, served on loopback: `GET /` (the page), `GET /acip.js` (the ACIP client
+//! in JavaScript) and, when the server was given libsodium.js (`--encrypt`), `GET /sodium/libsodium.js`
+//! and `/sodium/libsodium-wrappers.js`. Every request is bounded: 8 KiB of head, 5 s to send it, one
+//! response, then close.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use super::sodium::Sodium;
 
 /// The page: a status line and the `<pre id="ascii">` the ASCII frames are rendered into.
 pub const INDEX_HTML: &str = include_str!("../../assets/browser/index.html");
@@ -24,12 +29,18 @@ pub struct PageServer {
 impl PageServer {
     /// Binds 127.0.0.1 on an ephemeral port and serves until dropped.
     pub async fn start() -> std::io::Result<PageServer> {
+        PageServer::start_with(None).await
+    }
+
+    /// As [`PageServer::start`], also serving libsodium.js under `/sodium/` when given.
+    pub async fn start_with(sodium: Option<Arc<Sodium>>) -> std::io::Result<PageServer> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                let sodium = sodium.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(HEAD_TIMEOUT, serve(stream)).await;
+                    let _ = tokio::time::timeout(HEAD_TIMEOUT, serve(stream, sodium.as_deref())).await;
                 });
             }
         });
@@ -52,7 +63,7 @@ impl Drop for PageServer {
     }
 }
 
-async fn serve(mut stream: TcpStream) -> std::io::Result<()> {
+async fn serve(mut stream: TcpStream, sodium: Option<&Sodium>) -> std::io::Result<()> {
     let parsed = match crate::http::read_head(&mut stream, MAX_HEAD).await {
         Ok(head) => crate::http::request_line(&head),
         Err(e) if e.starts_with("connection closed") => return Ok(()),
@@ -69,7 +80,10 @@ async fn serve(mut stream: TcpStream) -> std::io::Result<()> {
         "/acip.js" => {
             respond(&mut stream, "200 OK", "text/javascript; charset=utf-8", ACIP_JS.as_bytes()).await
         }
-        _ => respond(&mut stream, "404 Not Found", "text/plain", b"not found\n").await,
+        _ => match path.strip_prefix("/sodium/").and_then(|name| sodium?.file(name)) {
+            Some(body) => respond(&mut stream, "200 OK", "text/javascript; charset=utf-8", body).await,
+            None => respond(&mut stream, "404 Not Found", "text/plain", b"not found\n").await,
+        },
     }
 }
 

@@ -5,6 +5,8 @@
 //! pair of socket buffers).
 //!
 //! Frames are parsed from their headers only (RFC 6455 5.2): the payload is neither copied nor unmasked.
+//! With a capture [`Opener`], every chunk the tap forwards, both ways, is also recorded to a pcap with the
+//! addresses of the tap's connection to the server (what the server saw), after it was forwarded.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use crate::capture::record::{self, ConnRecorder, Opener};
+use crate::capture::Dir;
 
 /// Bytes per read of the tap, in both directions.
 const READ_BUF: usize = 256 * 1024;
@@ -113,22 +118,30 @@ pub struct Tap {
     addr: SocketAddr,
     records: Arc<Mutex<Vec<FrameRecord>>>,
     accept: JoinHandle<()>,
+    /// Connections being relayed.
+    active: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Tap {
-    /// Listens on 127.0.0.1 (ephemeral port) and forwards every connection to `upstream`.
-    pub async fn start(upstream: SocketAddr) -> std::io::Result<Tap> {
+    /// Listens on 127.0.0.1 (ephemeral port) and forwards every connection to `upstream`, recording each
+    /// to `capture` when given.
+    pub async fn start(upstream: SocketAddr, capture: Option<Opener>) -> std::io::Result<Tap> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let records: Arc<Mutex<Vec<FrameRecord>>> = Arc::default();
         let origin = Instant::now();
         let recs = records.clone();
+        let (active_tx, active) = tokio::sync::watch::channel(0usize);
+        let active_tx = Arc::new(active_tx);
         let accept = tokio::spawn(async move {
             let mut n = 0u32;
             while let Ok((client, _)) = listener.accept().await {
                 let recs = recs.clone();
+                let capture = capture.clone();
                 let conn = n;
                 n += 1;
+                active_tx.send_modify(|n| *n += 1);
+                let active_tx = active_tx.clone();
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let _ = client.set_nodelay(true);
@@ -137,12 +150,27 @@ impl Tap {
                         // have: keep it small, so back-pressure from the server reaches the browser about
                         // as it would without the tap.
                         let _ = socket2::SockRef::from(&server).set_send_buffer_size(UPSTREAM_SNDBUF);
-                        relay(client, server, conn, origin, recs).await;
+                        let rec = match (&capture, server.local_addr()) {
+                            // A connection the capture cannot hold (IPv6) is still relayed; the
+                            // recording's summary counts the connections it holds.
+                            (Some(c), Ok(local)) => c.open(conn, local, upstream).await.ok(),
+                            _ => None,
+                        };
+                        relay(client, server, conn, origin, recs, rec).await;
                     }
+                    active_tx.send_modify(|n| *n -= 1);
                 });
             }
         });
-        Ok(Tap { addr, records, accept })
+        Ok(Tap { addr, records, accept, active })
+    }
+
+    /// Waits (at most `limit`) until no connection is being relayed, so everything the tap forwarded is
+    /// in its records and its capture. Returns whether it got there.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let mut active = self.active.clone();
+        let idle = matches!(tokio::time::timeout(limit, active.wait_for(|n| *n == 0)).await, Ok(Ok(_)));
+        idle
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -167,14 +195,20 @@ async fn relay(
     conn: u32,
     origin: Instant,
     recs: Arc<Mutex<Vec<FrameRecord>>>,
+    rec: Option<ConnRecorder>,
 ) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
+    let down_rec = rec.clone();
     let down = tokio::spawn(async move {
         let mut buf = vec![0u8; READ_BUF];
         while let Ok(n) = sr.read(&mut buf).await {
+            let at = record::now();
             if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
                 break;
+            }
+            if let Some(r) = &down_rec {
+                r.data(at, Dir::ServerToClient, &buf[..n]).await;
             }
         }
         let _ = cw.shutdown().await;
@@ -189,6 +223,7 @@ async fn relay(
             break;
         }
         let at = origin.elapsed();
+        let captured_at = record::now();
         let mut data = &buf[..n];
         if in_http {
             // The upgrade request ends at the first blank line; frames follow it.
@@ -212,9 +247,16 @@ async fn relay(
         if sw.write_all(&buf[..n]).await.is_err() {
             break;
         }
+        if let Some(r) = &rec {
+            r.data(captured_at, Dir::ClientToServer, &buf[..n]).await;
+        }
     }
+    let server_first = down.is_finished();
     let _ = sw.shutdown().await;
     let _ = down.await;
+    if let Some(r) = &rec {
+        r.close(if server_first { Dir::ServerToClient } else { Dir::ClientToServer }).await;
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 pub mod link;
 pub mod read;
+pub mod record;
 pub mod samples;
 pub mod tcp;
 pub mod writer;

@@ -124,6 +124,18 @@ impl SyntheticSession {
         self.push(at, first, "A", &[]);
     }
 
+    /// Takes the frames scripted so far (without the dropped data segments), so a long session can be
+    /// written as it goes instead of held whole; later frames continue the same TCP sequence numbers.
+    pub fn take_frames(&mut self) -> Vec<(Duration, Vec<u8>)> {
+        let index = std::mem::take(&mut self.data_index);
+        std::mem::take(&mut self.frames)
+            .into_iter()
+            .zip(index)
+            .filter(|(_, i)| !i.is_some_and(|i| self.drop_segments.contains(&i)))
+            .map(|(f, _)| f)
+            .collect()
+    }
+
     /// The frames to write (capture time, Ethernet frame), without the dropped data segments.
     pub fn frames(&self) -> impl Iterator<Item = &(Duration, Vec<u8>)> {
         self.frames
