@@ -48,6 +48,23 @@ impl End {
         }
     }
 
+    /// What one idle-timed socket read of a reader came to: the bytes read (0 when `read` is `None`: no
+    /// read happened this time round), or the end it means for the connection.
+    pub fn from_read(
+        read: Option<Result<std::io::Result<usize>, tokio::time::error::Elapsed>>,
+        idle: std::time::Duration,
+        rx: &acip::conn::Receiver,
+    ) -> Result<usize, End> {
+        match read {
+            None => Ok(0),
+            Some(Err(_)) => Err(End::IdleTimeout(idle)),
+            Some(Ok(Ok(0))) if rx.is_at_boundary() => Err(End::Eof),
+            Some(Ok(Ok(0))) => Err(End::EofMidPacket { buffered: rx.buffered() }),
+            Some(Ok(Ok(n))) => Ok(n),
+            Some(Ok(Err(e))) => Err(End::Io(e.to_string())),
+        }
+    }
+
     /// The error kind counted in stats; `None` for an orderly end.
     pub fn kind(&self) -> Option<&'static str> {
         Some(match self {

@@ -189,13 +189,9 @@ async fn read_ws(
             }
             _ = crate::sync::until_true(&mut closing) => return End::Closing,
         };
-        let n = match read {
-            None => 0,
-            Some(Err(_)) => return End::IdleTimeout(idle),
-            Some(Ok(Ok(0))) if rx.is_at_boundary() => return End::Eof,
-            Some(Ok(Ok(0))) => return End::EofMidPacket { buffered: rx.buffered() },
-            Some(Ok(Ok(n))) => n,
-            Some(Ok(Err(e))) => return End::Io(e.to_string()),
+        let n = match End::from_read(read, idle, &rx) {
+            Ok(n) => n,
+            Err(end) => return end,
         };
         pacer.consumed(n);
         if n > 0 {
