@@ -133,20 +133,39 @@ mod tests {
         assert_eq!(ZerosOp::new(0).apply(0x1234_5678), 0x1234_5678);
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+    /// The property of [`ZerosOp`]: for any `A` and `B`, the operator `make(|B|)` combines `crc(A)` and
+    /// `crc(B)` into the CRC of a straight pass over `A ‖ B`. Run on the real operator and on broken ones.
+    fn zeros_op_property(make: impl Fn(usize) -> ZerosOp) -> Result<(), String> {
+        use proptest::test_runner::{Config, TestRunner};
+        let config = Config { cases: 64, failure_persistence: None, ..Config::default() };
+        let strategy =
+            (prop::collection::vec(any::<u8>(), 0..64), prop::collection::vec(any::<u8>(), 0..3000));
+        TestRunner::new(config)
+            .run(&strategy, |(a, b)| {
+                let mut ab = a.clone();
+                ab.extend_from_slice(&b);
+                prop_assert_eq!(make(b.len()).combine(crc32c(&a), crc32c(&b)), crc32c(&ab));
+                prop_assert_eq!(crc32c_combine(crc32c(&a), crc32c(&b), b.len()), crc32c(&ab));
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
+    }
 
-        /// The operator agrees with a straight pass over the concatenation.
-        #[test]
-        fn proptest_zeros_op_matches_a_pass(
-            a in prop::collection::vec(any::<u8>(), 0..64),
-            b in prop::collection::vec(any::<u8>(), 0..3000),
-        ) {
-            let mut ab = a.clone();
-            ab.extend_from_slice(&b);
-            let op = ZerosOp::new(b.len());
-            prop_assert_eq!(op.combine(crc32c(&a), crc32c(&b)), crc32c(&ab));
-            prop_assert_eq!(crc32c_combine(crc32c(&a), crc32c(&b), b.len()), crc32c(&ab));
-        }
+    /// The operator agrees with a straight pass over the concatenation.
+    #[test]
+    fn proptest_zeros_op_matches_a_pass() {
+        zeros_op_property(ZerosOp::new).unwrap();
+    }
+
+    /// Deliberately broken operators (one byte too many; one table lookup dropped) are caught.
+    #[test]
+    fn the_zeros_op_property_catches_broken_operators() {
+        assert!(zeros_op_property(|n| ZerosOp::new(n + 1)).is_err(), "an off-by-one length passed");
+        let drop_top_byte = |n| {
+            let mut op = ZerosOp::new(n);
+            op.tables[3] = [0; 256];
+            op
+        };
+        assert!(zeros_op_property(drop_top_byte).is_err(), "a missing table passed");
     }
 }

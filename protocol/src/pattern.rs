@@ -556,26 +556,6 @@ mod tests {
             }
         }
 
-        /// The derived check gives what `inspect` gives, intact or with any byte changed (the payload CRC
-        /// being the one of the changed bytes, as a codec would have verified it).
-        #[test]
-        fn proptest_checker_matches_inspect(
-            w in 4u16..64, h in 3u16..48, seq: u64, prefix in prop::collection::vec(any::<u8>(), 0..30),
-            pos in any::<prop::sample::Index>(), flip: u8,
-        ) {
-            let mut payload = prefix.clone();
-            let mut frame = Vec::new();
-            render(w, h, seq, 99, 5, &mut frame).unwrap();
-            payload.extend_from_slice(&frame);
-            let i = prefix.len() + pos.index(frame.len());
-            payload[i] ^= flip;
-            let mut c = PatternChecker::new();
-            let got = c.inspect_verified(&payload, prefix.len(), crc32c(&payload));
-            prop_assert_eq!(&got, &inspect(&payload[prefix.len()..]));
-            // The cached operator serves the next frame of the same size.
-            prop_assert_eq!(c.inspect_verified(&payload, prefix.len(), crc32c(&payload)), got);
-        }
-
         #[test]
         fn proptest_tracker_matches_a_set_model(seqs in prop::collection::vec(0u64..100, 0..200)) {
             // Model: with a window larger than the range, every number is judged exactly.
@@ -593,5 +573,68 @@ mod tests {
             let missing = highest.map_or(0, |h| h + 1 - seen.len() as u64);
             prop_assert_eq!(t.lost, missing);
         }
+    }
+
+    /// A pattern check as the receiver calls it: payload, where the pixels start, the verified payload CRC.
+    type Check = Box<dyn FnMut(&[u8], usize, u32) -> Result<PatternInfo, PatternError>>;
+
+    /// The property of the derived check: whatever `check(payload, pixels_at, crc32c(payload))` gives is
+    /// what `inspect` gives, for frames intact or with any byte changed, two frames of different sizes in
+    /// turn through the same `check` (so an operator cached for one size must not serve the other).
+    fn checker_property(make: impl Fn() -> Check) -> Result<(), String> {
+        use proptest::test_runner::{Config, TestRunner};
+        let config = Config { cases: 64, failure_persistence: None, ..Config::default() };
+        let frame = (4u16..64, 3u16..48, any::<u64>(), any::<prop::sample::Index>(), any::<u8>());
+        let strategy = (prop::collection::vec(any::<u8>(), 0..30), frame.clone(), frame);
+        TestRunner::new(config)
+            .run(&strategy, |(prefix, first, second)| {
+                let mut check = make();
+                for (w, h, seq, pos, flip) in [first, second] {
+                    let mut payload = prefix.clone();
+                    let mut frame = Vec::new();
+                    render(w, h, seq, 99, 5, &mut frame).unwrap();
+                    payload.extend_from_slice(&frame);
+                    let i = prefix.len() + pos.index(frame.len());
+                    payload[i] ^= flip;
+                    let got = check(&payload, prefix.len(), crc32c(&payload));
+                    prop_assert_eq!(&got, &inspect(&payload[prefix.len()..]));
+                    // The cached operator serves the next frame of the same size.
+                    prop_assert_eq!(check(&payload, prefix.len(), crc32c(&payload)), got);
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The derived check gives what `inspect` gives (the payload CRC being the one of the bytes as they are,
+    /// as a codec would have verified it).
+    #[test]
+    fn proptest_checker_matches_inspect() {
+        checker_property(|| {
+            let mut c = PatternChecker::new();
+            Box::new(move |p, at, crc| c.inspect_verified(p, at, crc))
+        })
+        .unwrap();
+    }
+
+    /// A deliberately broken checker, which keeps the operator of the first frame's size for every later
+    /// frame, is caught.
+    #[test]
+    fn the_checker_property_catches_a_stale_cached_operator() {
+        let broken = || -> Check {
+            let mut cached: Option<ZerosOp> = None;
+            Box::new(move |payload, at, crc| {
+                let pixels = &payload[at..];
+                let (info, expected) = check_fields(pixels)?;
+                let op = cached.get_or_insert_with(|| ZerosOp::new(pixels.len() - PATTERN_HEADER_LEN));
+                let head = crc32c(&payload[..at + PATTERN_HEADER_LEN]) ^ crc32c(&pixels[..CHECKSUM_OFFSET]);
+                let actual = crc ^ op.apply(head);
+                if expected != actual {
+                    return Err(PatternError::ChecksumMismatch { expected, actual });
+                }
+                Ok(info)
+            })
+        };
+        assert!(checker_property(broken).is_err(), "a checker with a stale operator passed");
     }
 }
