@@ -107,19 +107,29 @@ impl Session {
         n
     }
 
-    /// Wraps `packet` in an ENCRYPTED (1200) packet. Refuses, before doing any work, an inner packet
-    /// (22 + payload) over 1 MiB, and handshake-class packets, which always stay plain.
-    pub fn encrypt(&mut self, packet: &Packet) -> Result<Packet, CryptoError> {
-        if !Self::wants_encryption(packet.packet_type) {
-            return Err(CryptoError::MustStayPlain(packet.packet_type));
+    /// The checks every seal makes before any work (handshake-class types stay plain; an inner packet of
+    /// `inner_len` bytes within the limit), then the nonce of the next counter, which it takes.
+    fn take_nonce(
+        &mut self,
+        packet_type: PacketType,
+        inner_len: usize,
+    ) -> Result<[u8; NONCE_LEN], CryptoError> {
+        if !Self::wants_encryption(packet_type) {
+            return Err(CryptoError::MustStayPlain(packet_type));
         }
-        let inner_len = HEADER_LEN + packet.payload.len();
         if inner_len > self.max_plaintext {
             return Err(CryptoError::PlaintextTooLarge { size: inner_len, limit: self.max_plaintext });
         }
         let counter = self.next_counter;
         self.next_counter = counter.checked_add(1).ok_or(CryptoError::CounterExhausted)?;
-        let nonce = self.nonce(counter);
+        Ok(self.nonce(counter))
+    }
+
+    /// Wraps `packet` in an ENCRYPTED (1200) packet. Refuses, before doing any work, an inner packet
+    /// (22 + payload) over 1 MiB, and handshake-class packets, which always stay plain.
+    pub fn encrypt(&mut self, packet: &Packet) -> Result<Packet, CryptoError> {
+        let inner_len = HEADER_LEN + packet.payload.len();
+        let nonce = self.take_nonce(packet.packet_type, inner_len)?;
         let mut out = Vec::with_capacity(OVERHEAD + inner_len);
         out.extend_from_slice(&nonce);
         // MAC ‖ ciphertext of inner header ‖ payload, the payload copied once (into `out`).
@@ -142,15 +152,7 @@ impl Session {
             .filter(|i| i.len() >= HEADER_LEN)
             .ok_or(CryptoError::InnerTooShort { len: wire.len().saturating_sub(Self::SEAL_PREFIX) })?;
         let packet_type = PacketType::from_u16(u16::from_be_bytes([inner[8], inner[9]]));
-        if !Self::wants_encryption(packet_type) {
-            return Err(CryptoError::MustStayPlain(packet_type));
-        }
-        if inner.len() > self.max_plaintext {
-            return Err(CryptoError::PlaintextTooLarge { size: inner.len(), limit: self.max_plaintext });
-        }
-        let counter = self.next_counter;
-        self.next_counter = counter.checked_add(1).ok_or(CryptoError::CounterExhausted)?;
-        let nonce = self.nonce(counter);
+        let nonce = self.take_nonce(packet_type, inner.len())?;
         let (head, body) = wire.split_at_mut(Self::SEAL_PREFIX);
         let mac = self.cipher.seal_in_place_detached(&nonce, body);
         head[HEADER_LEN..HEADER_LEN + NONCE_LEN].copy_from_slice(&nonce);
