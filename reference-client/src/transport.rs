@@ -510,4 +510,27 @@ mod tests {
         assert_eq!(shape(&ws_frames(wire.clone(), Some(0))[0]), (2, true, 230_446));
         assert_eq!(shape(&ws_frames(wire, Some(230_446))[0]), (2, true, 230_446));
     }
+
+    /// A peer pinging faster than the writer drains: the control bytes held stop at
+    /// [`MAX_CONTROL_BYTES`], whole writes only (a write that does not fit is left out, never cut).
+    #[tokio::test]
+    async fn held_control_bytes_stop_at_their_limit() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (client, _server) =
+            tokio::join!(TcpStream::connect(listener.local_addr().unwrap()), listener.accept());
+        let (rd, _wr) = client.unwrap().into_split();
+        let ctrl = Arc::new(Control::default());
+        let mut side = ReadSide { rd, ctrl: ctrl.clone() };
+        let pong = [0x8A_u8; 127]; // a PONG with the largest control payload: 2 + 125 bytes
+        for _ in 0..1000 {
+            side.write_all(&pong).await.unwrap();
+        }
+        let held = ctrl.take();
+        assert_eq!(held.len(), MAX_CONTROL_BYTES / pong.len() * pong.len());
+        assert!(held.len() <= MAX_CONTROL_BYTES);
+        // Drained, it holds again.
+        side.write_all(&pong).await.unwrap();
+        assert_eq!(ctrl.take().len(), pong.len());
+    }
 }
